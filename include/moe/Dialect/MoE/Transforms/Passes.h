@@ -1,0 +1,23 @@
+//===- Passes.h - moe dialect passes ----------------------------*- C++ -*-===//
+//
+// Part of moe-compiler.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_DIALECT_MOE_TRANSFORMS_PASSES_H
+#define MOE_DIALECT_MOE_TRANSFORMS_PASSES_H
+
+#include "mlir/Pass/Pass.h"
+#include "moe/Dialect/MoE/IR/MoEDialect.h"
+
+namespace moe {
+
+#define GEN_PASS_DECL
+#include "moe/Dialect/MoE/Transforms/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "moe/Dialect/MoE/Transforms/Passes.h.inc"
+
+} // namespace moe
+
+#endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_H

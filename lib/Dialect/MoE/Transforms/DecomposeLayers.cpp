@@ -1,0 +1,123 @@
+//===- DecomposeLayers.cpp - moe.layer into its routed parts --------------===//
+//
+// Part of moe-compiler.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Dialect/MoE/IR/MoEOps.h"
+#include "moe/Dialect/MoE/Transforms/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/Support/Debug.h"
+
+#include <cmath>
+
+#define DEBUG_TYPE "moe-decompose-layers"
+
+namespace moe {
+#define GEN_PASS_DEF_DECOMPOSELAYERSPASS
+#include "moe/Dialect/MoE/Transforms/Passes.h.inc"
+} // namespace moe
+
+using namespace mlir;
+using namespace moe;
+
+namespace {
+
+/// Per-expert capacity for `tokens * topK` routed pairs spread over `experts`
+/// experts, as moe.layer documents it.
+int64_t computeCapacity(double factor, int64_t tokens, int64_t topK,
+                        int64_t experts) {
+  return static_cast<int64_t>(
+      std::ceil(factor * static_cast<double>(tokens * topK) /
+                static_cast<double>(experts)));
+}
+
+LogicalResult decompose(LayerOp layer) {
+  OpBuilder builder(layer);
+  Location loc = layer.getLoc();
+  Value input = layer.getInput();
+  auto inputType = cast<RankedTensorType>(input.getType());
+  int64_t tokens = inputType.getDimSize(0);
+  int64_t hidden = inputType.getDimSize(1);
+  int64_t experts = layer.getNumExperts();
+  int64_t topK = layer.getTopK();
+  Type floatType = inputType.getElementType();
+  Type indexType = builder.getI64Type();
+
+  std::optional<int64_t> capacity;
+  if (std::optional<APFloat> factor = layer.getCapacityFactor()) {
+    if (ShapedType::isDynamic(tokens)) {
+      return layer.emitOpError()
+             << "capacity_factor needs a static token count to size the "
+                "expert buffers; give the input a static shape (moe-opt "
+                "--shape) or drop the capacity factor";
+    }
+    capacity = computeCapacity(factor->convertToDouble(), tokens, topK, experts);
+  }
+
+  auto router = RouterOp::create(
+      builder, loc,
+      RankedTensorType::get({tokens, topK}, floatType),
+      RankedTensorType::get({tokens, topK}, indexType), input,
+      layer.getRouterWeight(), layer.getRouterBias(),
+      layer.getCorrectionBias(), layer.getTopKAttr(), layer.getScoreAttr(),
+      layer.getNormalizeAttr(), layer.getNumGroupsAttr(),
+      layer.getTopKGroupsAttr(), layer.getRoutedScalingFactorAttr());
+
+  int64_t rows = capacity ? experts * *capacity
+                 : ShapedType::isDynamic(tokens) ? ShapedType::kDynamic
+                                                  : tokens * topK;
+  IntegerAttr capacityAttr =
+      capacity ? builder.getI64IntegerAttr(*capacity) : IntegerAttr();
+  auto dispatch = DispatchOp::create(
+      builder, loc, RankedTensorType::get({rows, hidden}, floatType),
+      RankedTensorType::get({experts}, indexType),
+      RankedTensorType::get({rows}, indexType), input, router.getExperts(),
+      builder.getI64IntegerAttr(experts), capacityAttr);
+
+  auto expertOut = ExpertFFNOp::create(
+      builder, loc, dispatch.getRows().getType(), dispatch.getRows(),
+      dispatch.getCounts(), layer.getGateWeight(), layer.getUpWeight(),
+      layer.getDownWeight(), layer.getGateBias(), layer.getUpBias(),
+      layer.getDownBias(), layer.getActivationAttr(), capacityAttr);
+
+  Value result = CombineOp::create(builder, loc, inputType,
+                                   expertOut.getResult(),
+                                   dispatch.getSources(), router.getWeights());
+
+  if (layer.hasSharedExperts()) {
+    Value shared = FFNOp::create(
+        builder, loc, inputType, input, layer.getSharedGateWeight(),
+        layer.getSharedUpWeight(), layer.getSharedDownWeight(),
+        /*gate_bias=*/Value(), /*up_bias=*/Value(), /*down_bias=*/Value(),
+        layer.getActivationAttr());
+    if (Value gateWeight = layer.getSharedExpertGateWeight()) {
+      auto gateType = RankedTensorType::get({tokens, 1}, floatType);
+      Value logits =
+          MatMulOp::create(builder, loc, gateType, input, gateWeight);
+      Value gate = SigmoidOp::create(builder, loc, logits);
+      shared = MulOp::create(builder, loc, inputType, shared, gate);
+    }
+    result = AddOp::create(builder, loc, inputType, result, shared);
+  }
+
+  LLVM_DEBUG(llvm::dbgs() << "decomposed " << layer << "\n");
+  layer.getResult().replaceAllUsesWith(result);
+  layer.erase();
+  return success();
+}
+
+struct DecomposeLayersPass
+    : public moe::impl::DecomposeLayersPassBase<DecomposeLayersPass> {
+  void runOnOperation() override {
+    SmallVector<LayerOp> layers;
+    getOperation()->walk([&](LayerOp layer) { layers.push_back(layer); });
+    for (LayerOp layer : layers) {
+      if (failed(decompose(layer)))
+        return signalPassFailure();
+    }
+  }
+};
+
+} // namespace
