@@ -69,8 +69,7 @@ FailureOr<int64_t> resolveAxis(Operation *op, StringRef what, int64_t axis,
   if (axis < -rank || axis >= rank || rank == 0) {
     return op->emitOpError()
            << what << " " << axis << " is out of range for a rank-" << rank
-           << " operand; use a value in [" << -rank << ", " << rank - 1
-           << "]";
+           << " operand; use a value in [" << -rank << ", " << rank - 1 << "]";
   }
   return axis < 0 ? axis + rank : axis;
 }
@@ -99,10 +98,9 @@ LogicalResult verifyShape(Operation *op, StringRef name, Value value,
 LogicalResult verifySameElementType(Operation *op, StringRef name, Value value,
                                     Type expected) {
   if (elementTypeOf(value) != expected) {
-    return op->emitOpError()
-           << "'" << name << "' has element type " << elementTypeOf(value)
-           << " but " << expected
-           << " is expected; insert a moe.cast to convert it";
+    return op->emitOpError() << "'" << name << "' has element type "
+                             << elementTypeOf(value) << " but " << expected
+                             << " is expected; insert a moe.cast to convert it";
   }
   return success();
 }
@@ -187,10 +185,9 @@ LogicalResult moe::detail::verifyBroadcastingOp(Operation *op) {
   for (size_t i = 0; shapeMatches && i < shape.size(); ++i)
     shapeMatches = dimsCompatible(resultShape[i], shape[i]);
   if (!shapeMatches) {
-    return op->emitOpError()
-           << "result shape " << formatShape(resultShape)
-           << " is not the broadcast shape " << formatShape(shape)
-           << " of the operands";
+    return op->emitOpError() << "result shape " << formatShape(resultShape)
+                             << " is not the broadcast shape "
+                             << formatShape(shape) << " of the operands";
   }
 
   // Element types: data operands and (except for compare) the result agree.
@@ -206,10 +203,9 @@ LogicalResult moe::detail::verifyBroadcastingOp(Operation *op) {
   Type elementType = elementTypeOf(dataValues.front());
   for (Value value : dataValues) {
     if (elementTypeOf(value) != elementType) {
-      return op->emitOpError()
-             << "mixes element types " << elementType << " and "
-             << elementTypeOf(value)
-             << "; ONNX requires one type, insert a moe.cast";
+      return op->emitOpError() << "mixes element types " << elementType
+                               << " and " << elementTypeOf(value)
+                               << "; ONNX requires one type, insert a moe.cast";
     }
   }
   return success();
@@ -301,29 +297,26 @@ WeightRefOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   if (resultType.getElementType() != weightType.getElementType()) {
     return emitOpError() << "result element type "
                          << resultType.getElementType() << " differs from "
-                         << weightType.getElementType() << " of @"
-                         << getName();
+                         << weightType.getElementType() << " of @" << getName();
   }
   std::optional<SliceAttr> slice = getSlice();
   if (!slice) {
     if (resultType.getShape() != weightType.getShape()) {
       return emitOpError() << "result shape "
                            << formatShape(resultType.getShape())
-                           << " differs from " << formatShape(weightType.getShape())
-                           << " of @" << getName()
-                           << "; add a slice to read part of it";
+                           << " differs from "
+                           << formatShape(weightType.getShape()) << " of @"
+                           << getName() << "; add a slice to read part of it";
     }
     return success();
   }
   ArrayRef<int64_t> offsets = slice->getOffsets();
   ArrayRef<int64_t> sizes = slice->getSizes();
   if (static_cast<int64_t>(sizes.size()) != weightType.getRank()) {
-    return emitOpError() << "slice has " << sizes.size()
-                         << " dimensions but @" << getName() << " has rank "
-                         << weightType.getRank();
+    return emitOpError() << "slice has " << sizes.size() << " dimensions but @"
+                         << getName() << " has rank " << weightType.getRank();
   }
-  for (auto [dim, offset, size] :
-       llvm::enumerate(offsets, sizes)) {
+  for (auto [dim, offset, size] : llvm::enumerate(offsets, sizes)) {
     if (offset + size > weightType.getDimSize(dim)) {
       return emitOpError() << "slice [" << offset << ", " << offset + size
                            << ") of dimension " << dim << " exceeds size "
@@ -367,9 +360,8 @@ LogicalResult MatMulOp::verify() {
                          << k1 << ") to equal the second to last of the right ("
                          << k2 << ")";
   }
-  FailureOr<SmallVector<int64_t>> batch =
-      broadcastShapes(ArrayRef<int64_t>(a).drop_back(2),
-                      ArrayRef<int64_t>(b).drop_back(2));
+  FailureOr<SmallVector<int64_t>> batch = broadcastShapes(
+      ArrayRef<int64_t>(a).drop_back(2), ArrayRef<int64_t>(b).drop_back(2));
   if (failed(batch)) {
     return emitOpError() << "batch dimensions of " << formatShape(lhs)
                          << " and " << formatShape(rhs) << " do not broadcast";
@@ -387,8 +379,8 @@ LogicalResult GemmOp::verify() {
   ArrayRef<int64_t> a = shapeOf(getA());
   ArrayRef<int64_t> b = shapeOf(getB());
   if (a.size() != 2 || b.size() != 2) {
-    return emitOpError() << "A and B must be matrices, got "
-                         << formatShape(a) << " and " << formatShape(b)
+    return emitOpError() << "A and B must be matrices, got " << formatShape(a)
+                         << " and " << formatShape(b)
                          << "; use moe.matmul for batched products";
   }
   int64_t m = getTransA() ? a[1] : a[0];
@@ -402,10 +394,9 @@ LogicalResult GemmOp::verify() {
   if (failed(verifyShape(*this, "result", getResult(), {m, n}, "[M, N]")))
     return failure();
   if (Value c = getC()) {
-    FailureOr<SmallVector<int64_t>> shape =
-        broadcastShapes(shapeOf(c), {m, n});
-    if (failed(shape) || shape->size() != 2 || !dimsCompatible((*shape)[0], m) ||
-        !dimsCompatible((*shape)[1], n)) {
+    FailureOr<SmallVector<int64_t>> shape = broadcastShapes(shapeOf(c), {m, n});
+    if (failed(shape) || shape->size() != 2 ||
+        !dimsCompatible((*shape)[0], m) || !dimsCompatible((*shape)[1], n)) {
       return emitOpError() << "C has shape " << formatShape(shapeOf(c))
                            << ", which does not broadcast to the result "
                            << formatShape({m, n});
@@ -447,15 +438,14 @@ LogicalResult SoftmaxOp::verify() {
 
 LogicalResult TopKOp::verify() {
   ArrayRef<int64_t> input = shapeOf(getInput());
-  FailureOr<int64_t> axis =
-      resolveAxis(*this, "axis", getAxis(), input.size());
+  FailureOr<int64_t> axis = resolveAxis(*this, "axis", getAxis(), input.size());
   if (failed(axis))
     return failure();
   int64_t k = getK();
   if (k < 1 || (!isDynamic(input[*axis]) && k > input[*axis])) {
     return emitOpError() << "k = " << k << " must be in [1, "
-                         << formatShape(input[*axis])
-                         << "], the size of axis " << static_cast<int64_t>(getAxis());
+                         << formatShape(input[*axis]) << "], the size of axis "
+                         << static_cast<int64_t>(getAxis());
   }
   SmallVector<int64_t> expected(input);
   expected[*axis] = k;
@@ -530,8 +520,7 @@ LogicalResult GatherElementsOp::verify() {
   if (failed(resolveAxis(*this, "axis", getAxis(), data.size())))
     return failure();
   if (shapeOf(getIndices()).size() != data.size()) {
-    return emitOpError() << "indices have rank "
-                         << shapeOf(getIndices()).size()
+    return emitOpError() << "indices have rank " << shapeOf(getIndices()).size()
                          << " but data has rank " << data.size()
                          << "; they must be equal";
   }
@@ -547,13 +536,12 @@ LogicalResult ScatterElementsOp::verify() {
   if (failed(resolveAxis(*this, "axis", getAxis(), data.size())))
     return failure();
   if (shapeOf(getIndices()).size() != data.size()) {
-    return emitOpError() << "indices have rank "
-                         << shapeOf(getIndices()).size()
+    return emitOpError() << "indices have rank " << shapeOf(getIndices()).size()
                          << " but data has rank " << data.size()
                          << "; they must be equal";
   }
-  if (failed(verifyShape(*this, "updates", getUpdates(),
-                         shapeOf(getIndices()), "the indices shape")) ||
+  if (failed(verifyShape(*this, "updates", getUpdates(), shapeOf(getIndices()),
+                         "the indices shape")) ||
       failed(verifySameElementType(*this, "updates", getUpdates(),
                                    elementTypeOf(getData()))) ||
       failed(verifySameElementType(*this, "result", getResult(),
@@ -731,8 +719,8 @@ LogicalResult ConcatOp::verify() {
     ArrayRef<int64_t> shape = shapeOf(input);
     bool compatible = shape.size() == first.size();
     for (size_t d = 0; compatible && d < shape.size(); ++d)
-      compatible = d == static_cast<size_t>(*axis) ||
-                   dimsCompatible(shape[d], first[d]);
+      compatible =
+          d == static_cast<size_t>(*axis) || dimsCompatible(shape[d], first[d]);
     if (!compatible) {
       return emitOpError() << "input " << index << " has shape "
                            << formatShape(shape) << ", which differs from "
@@ -775,9 +763,9 @@ LogicalResult SplitOp::verify() {
       total += expected[*axis];
   }
   if (!dynamic && !isDynamic(input[*axis]) && total != input[*axis]) {
-    return emitOpError() << "result sizes along axis " << static_cast<int64_t>(getAxis())
-                         << " add up to " << total << " but the input has "
-                         << input[*axis];
+    return emitOpError() << "result sizes along axis "
+                         << static_cast<int64_t>(getAxis()) << " add up to "
+                         << total << " but the input has " << input[*axis];
   }
   return success();
 }
@@ -833,8 +821,8 @@ LogicalResult verifyFFNWeights(Operation *op, const FFNWeights &w,
     leadName = "experts, ";
   }
   ArrayRef<int64_t> upShape = shapeOf(w.up);
-  int64_t inter = upShape.size() == lead.size() + 2 ? upShape.back()
-                                                     : ShapedType::kDynamic;
+  int64_t inter =
+      upShape.size() == lead.size() + 2 ? upShape.back() : ShapedType::kDynamic;
   auto shape = [&](int64_t a, int64_t b) {
     SmallVector<int64_t> s(lead);
     s.push_back(a);
@@ -850,15 +838,14 @@ LogicalResult verifyFFNWeights(Operation *op, const FFNWeights &w,
   std::string oiLayout = "[" + leadName + "inter, hidden]";
   if (failed(verifyShape(op, name("up_weight"), w.up, shape(hidden, inter),
                          ioLayout)) ||
-      failed(verifyShape(op, name("down_weight"), w.down,
-                         shape(inter, hidden), oiLayout)))
+      failed(verifyShape(op, name("down_weight"), w.down, shape(inter, hidden),
+                         oiLayout)))
     return failure();
   if (w.gate && failed(verifyShape(op, name("gate_weight"), w.gate,
                                    shape(hidden, inter), ioLayout)))
     return failure();
-  if (w.gateBias &&
-      failed(verifyShape(op, name("gate_bias"), w.gateBias, vec(inter),
-                         "[" + leadName + "inter]")))
+  if (w.gateBias && failed(verifyShape(op, name("gate_bias"), w.gateBias,
+                                       vec(inter), "[" + leadName + "inter]")))
     return failure();
   if (w.upBias && failed(verifyShape(op, name("up_bias"), w.upBias, vec(inter),
                                      "[" + leadName + "inter]")))
@@ -879,9 +866,9 @@ FailureOr<int64_t> verifyRouter(Operation *op, Value input, Value routerWeight,
                                 double routedScalingFactor) {
   ArrayRef<int64_t> x = shapeOf(input);
   if (x.size() != 2) {
-    return op->emitOpError() << "input must be [tokens, hidden], got shape "
-                             << formatShape(x)
-                             << "; reshape leading dimensions into one";
+    return op->emitOpError()
+           << "input must be [tokens, hidden], got shape " << formatShape(x)
+           << "; reshape leading dimensions into one";
   }
   int64_t hidden = x[1];
   ArrayRef<int64_t> wr = shapeOf(routerWeight);
@@ -895,37 +882,36 @@ FailureOr<int64_t> verifyRouter(Operation *op, Value input, Value routerWeight,
   if (failed(verifyShape(op, "router_weight", routerWeight, {hidden, experts},
                          "[hidden, experts]")))
     return failure();
-  if (routerBias && failed(verifyShape(op, "router_bias", routerBias,
-                                       {experts}, "[experts]")))
+  if (routerBias && failed(verifyShape(op, "router_bias", routerBias, {experts},
+                                       "[experts]")))
     return failure();
-  if (correctionBias && failed(verifyShape(op, "correction_bias",
-                                           correctionBias, {experts},
-                                           "[experts]")))
+  if (correctionBias &&
+      failed(verifyShape(op, "correction_bias", correctionBias, {experts},
+                         "[experts]")))
     return failure();
   if (topK < 1 || topK > experts) {
     return op->emitOpError() << "top_k = " << topK << " must be in [1, "
                              << experts << "], the number of experts";
   }
   if (numGroups < 1 || experts % numGroups != 0) {
-    return op->emitOpError() << "num_groups = " << numGroups
-                             << " must be positive and divide the "
-                             << experts << " experts";
+    return op->emitOpError()
+           << "num_groups = " << numGroups
+           << " must be positive and divide the " << experts << " experts";
   }
   if (topKGroups < 1 || topKGroups > numGroups) {
-    return op->emitOpError() << "top_k_groups = " << topKGroups
-                             << " must be in [1, num_groups = " << numGroups
-                             << "]";
+    return op->emitOpError()
+           << "top_k_groups = " << topKGroups
+           << " must be in [1, num_groups = " << numGroups << "]";
   }
   if (topK > topKGroups * (experts / numGroups)) {
-    return op->emitOpError()
-           << "top_k = " << topK << " exceeds the "
-           << topKGroups * (experts / numGroups)
-           << " experts in the top_k_groups = " << topKGroups
-           << " selected groups";
+    return op->emitOpError() << "top_k = " << topK << " exceeds the "
+                             << topKGroups * (experts / numGroups)
+                             << " experts in the top_k_groups = " << topKGroups
+                             << " selected groups";
   }
   if (!(routedScalingFactor > 0.0)) {
-    return op->emitOpError() << "routed_scaling_factor "
-                             << routedScalingFactor << " must be positive";
+    return op->emitOpError() << "routed_scaling_factor " << routedScalingFactor
+                             << " must be positive";
   }
   return experts;
 }
@@ -933,17 +919,17 @@ FailureOr<int64_t> verifyRouter(Operation *op, Value input, Value routerWeight,
 } // namespace
 
 LogicalResult LayerOp::verify() {
-  FailureOr<int64_t> experts = verifyRouter(
-      *this, getInput(), getRouterWeight(), getRouterBias(),
-      getCorrectionBias(), getTopK(), getNumGroups(), getTopKGroups(),
-      getRoutedScalingFactor().convertToDouble());
+  FailureOr<int64_t> experts =
+      verifyRouter(*this, getInput(), getRouterWeight(), getRouterBias(),
+                   getCorrectionBias(), getTopK(), getNumGroups(),
+                   getTopKGroups(), getRoutedScalingFactor().convertToDouble());
   if (failed(experts))
     return failure();
   int64_t hidden = shapeOf(getInput())[1];
-  FFNWeights routed{getGateWeight(), getUpWeight(),  getDownWeight(),
-                    getGateBias(),   getUpBias(),    getDownBias()};
-  if (failed(verifyFFNWeights(*this, routed, getActivation(), *experts,
-                              hidden)))
+  FFNWeights routed{getGateWeight(), getUpWeight(), getDownWeight(),
+                    getGateBias(),   getUpBias(),   getDownBias()};
+  if (failed(
+          verifyFFNWeights(*this, routed, getActivation(), *experts, hidden)))
     return failure();
 
   bool hasSharedUp = getSharedUpWeight() != nullptr;
@@ -953,8 +939,12 @@ LogicalResult LayerOp::verify() {
                             "'shared_down' weights";
   }
   if (hasSharedUp) {
-    FFNWeights shared{getSharedGateWeight(), getSharedUpWeight(),
-                      getSharedDownWeight(), nullptr, nullptr, nullptr};
+    FFNWeights shared{getSharedGateWeight(),
+                      getSharedUpWeight(),
+                      getSharedDownWeight(),
+                      nullptr,
+                      nullptr,
+                      nullptr};
     if (failed(verifyFFNWeights(*this, shared, getActivation(), std::nullopt,
                                 hidden, "shared_")))
       return failure();
@@ -980,12 +970,13 @@ LogicalResult LayerOp::verify() {
 }
 
 LogicalResult RouterOp::verify() {
-  if (failed(verifyRouter(*this, getInput(), getRouterWeight(),
-                          getRouterBias(), getCorrectionBias(), getTopK(),
-                          getNumGroups(), getTopKGroups(),
+  if (failed(verifyRouter(*this, getInput(), getRouterWeight(), getRouterBias(),
+                          getCorrectionBias(), getTopK(), getNumGroups(),
+                          getTopKGroups(),
                           getRoutedScalingFactor().convertToDouble())))
     return failure();
-  SmallVector<int64_t> expected = {shapeOf(getInput())[0], static_cast<int64_t>(getTopK())};
+  SmallVector<int64_t> expected = {shapeOf(getInput())[0],
+                                   static_cast<int64_t>(getTopK())};
   if (failed(verifyShape(*this, "weights", getWeights(), expected,
                          "[tokens, top_k]")))
     return failure();
@@ -1113,8 +1104,7 @@ LogicalResult
 RaggedAllToAllOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   shard::GridOp grid = shard::getGridOrNull(*this, getGridAttr(), symbolTable);
   if (!grid) {
-    return emitOpError() << "'" << getGrid()
-                         << "' does not name a shard.grid";
+    return emitOpError() << "'" << getGrid() << "' does not name a shard.grid";
   }
   int64_t groupSize = 1;
   llvm::SmallSet<int16_t, 4> seen;

@@ -50,24 +50,24 @@ LogicalResult decompose(LayerOp layer) {
     if (ShapedType::isDynamic(tokens)) {
       return layer.emitOpError()
              << "capacity_factor needs a static token count to size the "
-                "expert buffers; give the input a static shape (moe-opt "
-                "--shape) or drop the capacity factor";
+                "expert buffers; give the input a static shape or drop the "
+                "capacity factor";
     }
-    capacity = computeCapacity(factor->convertToDouble(), tokens, topK, experts);
+    capacity =
+        computeCapacity(factor->convertToDouble(), tokens, topK, experts);
   }
 
   auto router = RouterOp::create(
-      builder, loc,
-      RankedTensorType::get({tokens, topK}, floatType),
+      builder, loc, RankedTensorType::get({tokens, topK}, floatType),
       RankedTensorType::get({tokens, topK}, indexType), input,
-      layer.getRouterWeight(), layer.getRouterBias(),
-      layer.getCorrectionBias(), layer.getTopKAttr(), layer.getScoreAttr(),
-      layer.getNormalizeAttr(), layer.getNumGroupsAttr(),
-      layer.getTopKGroupsAttr(), layer.getRoutedScalingFactorAttr());
+      layer.getRouterWeight(), layer.getRouterBias(), layer.getCorrectionBias(),
+      layer.getTopKAttr(), layer.getScoreAttr(), layer.getNormalizeAttr(),
+      layer.getNumGroupsAttr(), layer.getTopKGroupsAttr(),
+      layer.getRoutedScalingFactorAttr());
 
-  int64_t rows = capacity ? experts * *capacity
+  int64_t rows = capacity                        ? experts * *capacity
                  : ShapedType::isDynamic(tokens) ? ShapedType::kDynamic
-                                                  : tokens * topK;
+                                                 : tokens * topK;
   IntegerAttr capacityAttr =
       capacity ? builder.getI64IntegerAttr(*capacity) : IntegerAttr();
   auto dispatch = DispatchOp::create(
@@ -82,9 +82,9 @@ LogicalResult decompose(LayerOp layer) {
       layer.getDownWeight(), layer.getGateBias(), layer.getUpBias(),
       layer.getDownBias(), layer.getActivationAttr(), capacityAttr);
 
-  Value result = CombineOp::create(builder, loc, inputType,
-                                   expertOut.getResult(),
-                                   dispatch.getSources(), router.getWeights());
+  Value result =
+      CombineOp::create(builder, loc, inputType, expertOut.getResult(),
+                        dispatch.getSources(), router.getWeights());
 
   if (layer.hasSharedExperts()) {
     Value shared = FFNOp::create(
