@@ -29,7 +29,8 @@ def statement_rest(source, start):
 
 def message_chains(source):
     """Yields (line, longest literal) for each diagnostic chain in `source`."""
-    for match in re.finditer(r"emit(?:Op)?Error\(\)", source):
+    # Helpers shared with the importer write their reason to `whyNot`.
+    for match in re.finditer(r"emit(?:Op)?Error\(\)|whyNot\s*<<", source):
         chain = statement_rest(source, match.end())
         # Adjacent literals ("a" "b") concatenate as in C++.
         chain = re.sub(r'"\s*\n\s*"', "", chain)

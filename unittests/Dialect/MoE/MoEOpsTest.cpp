@@ -64,6 +64,7 @@ TEST_F(MoEOpsTest, StorageSizesPackSubByteTypes) {
   EXPECT_EQ(getStorageSizeInBytes(b.getI8Type(), 7), 7);
   EXPECT_EQ(getStorageSizeInBytes(b.getIntegerType(4), 7), 4);
   EXPECT_EQ(getStorageSizeInBytes(b.getIntegerType(4), 8), 4);
+  EXPECT_EQ(getStorageSizeInBytes(b.getI1Type(), 5), 5);
   EXPECT_EQ(getStorageSizeInBytes(b.getIndexType(), 1), std::nullopt);
   EXPECT_EQ(getStorageSizeInBytes(b.getIntegerType(3), 1), std::nullopt);
 }

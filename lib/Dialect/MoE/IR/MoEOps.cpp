@@ -36,24 +36,6 @@ bool dimsCompatible(int64_t a, int64_t b) {
   return isDynamic(a) || isDynamic(b) || a == b;
 }
 
-/// Formats a shape as in a tensor type: `16x?x64`, or `scalar` for rank 0.
-std::string formatShape(ArrayRef<int64_t> shape) {
-  if (shape.empty())
-    return "scalar";
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  llvm::interleave(
-      shape, os,
-      [&](int64_t dim) {
-        if (isDynamic(dim))
-          os << '?';
-        else
-          os << dim;
-      },
-      "x");
-  return text;
-}
-
 ArrayRef<int64_t> shapeOf(Value value) {
   return cast<ShapedType>(value.getType()).getShape();
 }
@@ -128,9 +110,10 @@ std::optional<int64_t> moe::getStorageSizeInBytes(Type elementType,
     bits = intType.getWidth();
   else
     return std::nullopt;
-  // Storage packs densely: i4 two per byte, i1 eight per byte (ONNX bool is a
-  // byte per element, but ONNX bool weights do not occur in MoE models).
-  if (bits != 1 && bits != 4 && bits % 8 != 0)
+  // ONNX stores a bool in a whole byte and packs 4-bit types two per byte.
+  if (bits == 1)
+    return numElements;
+  if (bits != 4 && bits % 8 != 0)
     return std::nullopt;
   return (numElements * bits + 7) / 8;
 }
@@ -154,6 +137,78 @@ FailureOr<SmallVector<int64_t>> moe::broadcastShapes(ArrayRef<int64_t> lhs,
       return failure();
   }
   return result;
+}
+
+FailureOr<SmallVector<int64_t>>
+moe::inferMatMulShape(ArrayRef<int64_t> lhs, ArrayRef<int64_t> rhs,
+                      llvm::raw_ostream &whyNot) {
+  if (lhs.empty() || rhs.empty()) {
+    whyNot << "operands must have rank 1 or more, not scalars";
+    return failure();
+  }
+  // Promote 1-D operands as numpy does, then broadcast the batch dimensions.
+  SmallVector<int64_t> a(lhs), b(rhs);
+  if (a.size() == 1)
+    a.insert(a.begin(), 1);
+  if (b.size() == 1)
+    b.push_back(1);
+  int64_t k1 = a.back(), k2 = b[b.size() - 2];
+  if (!dimsCompatible(k1, k2)) {
+    whyNot << "contracting dimensions differ: " << formatShape(lhs) << " times "
+           << formatShape(rhs)
+           << " needs the last dimension of the left operand (" << k1
+           << ") to equal the second to last of the right (" << k2 << ")";
+    return failure();
+  }
+  FailureOr<SmallVector<int64_t>> batch = broadcastShapes(
+      ArrayRef<int64_t>(a).drop_back(2), ArrayRef<int64_t>(b).drop_back(2));
+  if (failed(batch)) {
+    whyNot << "batch dimensions of " << formatShape(lhs) << " and "
+           << formatShape(rhs) << " do not broadcast";
+    return failure();
+  }
+  SmallVector<int64_t> result = *batch;
+  if (lhs.size() > 1)
+    result.push_back(a[a.size() - 2]);
+  if (rhs.size() > 1)
+    result.push_back(b.back());
+  return result;
+}
+
+int64_t moe::sliceDimSize(int64_t dim, int64_t start, int64_t end,
+                          int64_t step) {
+  // ONNX clamping: negative bounds count from the back, then clamp to
+  // [0, dim] for positive steps and [-1, dim - 1] for negative ones. Ends
+  // near INT64_MIN mean "before the first element" and must not wrap.
+  if (start < 0)
+    start += dim;
+  if (end < 0 && end > std::numeric_limits<int64_t>::min() / 2)
+    end += dim;
+  if (step > 0) {
+    start = std::clamp<int64_t>(start, 0, dim);
+    end = std::clamp<int64_t>(end, 0, dim);
+    return end > start ? (end - start + step - 1) / step : 0;
+  }
+  start = std::clamp<int64_t>(start, 0, dim - 1);
+  end = std::clamp<int64_t>(end, -1, dim - 1);
+  return start > end ? (start - end - step - 1) / -step : 0;
+}
+
+std::string moe::formatShape(ArrayRef<int64_t> shape) {
+  if (shape.empty())
+    return "scalar";
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  llvm::interleave(
+      shape, os,
+      [&](int64_t dim) {
+        if (isDynamic(dim))
+          os << '?';
+        else
+          os << dim;
+      },
+      "x");
+  return text;
 }
 
 LogicalResult moe::detail::verifyBroadcastingOp(Operation *op) {
@@ -338,40 +393,17 @@ WeightRefOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
 //===----------------------------------------------------------------------===//
 
 LogicalResult MatMulOp::verify() {
-  ArrayRef<int64_t> lhs = shapeOf(getLhs());
-  ArrayRef<int64_t> rhs = shapeOf(getRhs());
-  if (lhs.empty() || rhs.empty())
-    return emitOpError() << "operands must have rank 1 or more, not scalars";
   if (elementTypeOf(getLhs()) != elementTypeOf(getRhs()) ||
       elementTypeOf(getLhs()) != elementTypeOf(getResult())) {
     return emitOpError() << "operands and result must share one element type";
   }
-  // Promote 1-D operands as numpy does, then broadcast the batch dimensions.
-  SmallVector<int64_t> a(lhs), b(rhs);
-  if (a.size() == 1)
-    a.insert(a.begin(), 1);
-  if (b.size() == 1)
-    b.push_back(1);
-  int64_t k1 = a.back(), k2 = b[b.size() - 2];
-  if (!dimsCompatible(k1, k2)) {
-    return emitOpError() << "contracting dimensions differ: "
-                         << formatShape(lhs) << " times " << formatShape(rhs)
-                         << " needs the last dimension of the left operand ("
-                         << k1 << ") to equal the second to last of the right ("
-                         << k2 << ")";
-  }
-  FailureOr<SmallVector<int64_t>> batch = broadcastShapes(
-      ArrayRef<int64_t>(a).drop_back(2), ArrayRef<int64_t>(b).drop_back(2));
-  if (failed(batch)) {
-    return emitOpError() << "batch dimensions of " << formatShape(lhs)
-                         << " and " << formatShape(rhs) << " do not broadcast";
-  }
-  SmallVector<int64_t> expected = *batch;
-  if (lhs.size() > 1)
-    expected.push_back(a[a.size() - 2]);
-  if (rhs.size() > 1)
-    expected.push_back(b.back());
-  return verifyShape(*this, "result", getResult(), expected,
+  std::string reason;
+  llvm::raw_string_ostream whyNot(reason);
+  FailureOr<SmallVector<int64_t>> expected =
+      inferMatMulShape(shapeOf(getLhs()), shapeOf(getRhs()), whyNot);
+  if (failed(expected))
+    return emitOpError() << reason;
+  return verifyShape(*this, "result", getResult(), *expected,
                      "the matrix product shape");
 }
 
@@ -682,22 +714,7 @@ LogicalResult SliceOp::verify() {
       expected[*axis] = ShapedType::kDynamic;
       continue;
     }
-    // ONNX clamping: negative bounds count from the back, then clamp to
-    // [0, dim] for positive steps and [-1, dim - 1] for negative ones.
-    int64_t start = getStarts()[i], end = getEnds()[i];
-    if (start < 0)
-      start += dim;
-    if (end < 0 && end > std::numeric_limits<int64_t>::min() / 2)
-      end += dim;
-    if (step > 0) {
-      start = std::clamp<int64_t>(start, 0, dim);
-      end = std::clamp<int64_t>(end, 0, dim);
-      expected[*axis] = end > start ? (end - start + step - 1) / step : 0;
-    } else {
-      start = std::clamp<int64_t>(start, 0, dim - 1);
-      end = std::clamp<int64_t>(end, -1, dim - 1);
-      expected[*axis] = start > end ? (start - end - step - 1) / -step : 0;
-    }
+    expected[*axis] = sliceDimSize(dim, getStarts()[i], getEnds()[i], step);
   }
   if (failed(verifySameElementType(*this, "result", getResult(),
                                    elementTypeOf(getInput()))))

@@ -121,8 +121,8 @@ def MoE_StorageAttr : MoE_Attr<"Storage", "storage"> {
     the directory of the model (the ONNX file itself for initializers stored
     in it, or an external data file); absolute paths and `..` components are
     rejected so a model cannot make the compiler read outside its directory.
-    Bytes are little-endian and densely packed in row-major order; 4-bit
-    types pack two elements per byte.
+    Bytes are little-endian and densely packed in row-major order, as ONNX
+    `raw_data` is: 4-bit types pack two elements per byte, a bool takes one.
 
     ```mlir
     #moe.storage<"model.onnx.data", offset = 4096, length = 262144>

@@ -28,7 +28,8 @@ bool isGatedActivation(ActivationKind kind);
 
 /// Size in bytes of `numElements` elements of `elementType` as they are
 /// stored in a weight file, or std::nullopt for element types that cannot be
-/// stored. Sub-byte integer types pack densely, rounded up to whole bytes.
+/// stored. As in ONNX, 4-bit types pack two per byte (rounded up to whole
+/// bytes) and a bool takes a byte.
 std::optional<int64_t> getStorageSizeInBytes(mlir::Type elementType,
                                              int64_t numElements);
 
@@ -37,6 +38,20 @@ std::optional<int64_t> getStorageSizeInBytes(mlir::Type elementType,
 /// than 1 differ.
 llvm::FailureOr<llvm::SmallVector<int64_t>>
 broadcastShapes(llvm::ArrayRef<int64_t> lhs, llvm::ArrayRef<int64_t> rhs);
+
+/// The shape of ONNX MatMul of operands with shapes `lhs` and `rhs` (numpy
+/// matmul: 1-D promotion, batch broadcasting), or failure with the reason
+/// written to `whyNot`.
+llvm::FailureOr<llvm::SmallVector<int64_t>>
+inferMatMulShape(llvm::ArrayRef<int64_t> lhs, llvm::ArrayRef<int64_t> rhs,
+                 llvm::raw_ostream &whyNot);
+
+/// The number of elements ONNX Slice takes from a dimension of size `dim`
+/// with the given start, end and (non-zero) step, after ONNX clamping.
+int64_t sliceDimSize(int64_t dim, int64_t start, int64_t end, int64_t step);
+
+/// Formats a shape as in a tensor type (`16x?x64`), or `scalar` for rank 0.
+std::string formatShape(llvm::ArrayRef<int64_t> shape);
 
 namespace detail {
 /// Shared verifier of the element-wise operations with numpy broadcasting.
