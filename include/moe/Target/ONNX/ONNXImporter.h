@@ -29,8 +29,9 @@ struct ONNXImportOptions {
   /// Whole shapes for graph inputs, by input name; they override the model's
   /// declared shape and must have its rank.
   llvm::StringMap<llvm::SmallVector<int64_t>> inputShapes;
-  /// Initializers with at most this many elements become arith.constant
-  /// (shape constants, scalars); larger ones stay moe.weight references.
+  /// Integer initializers with at most this many elements become
+  /// arith.constant (shape constants); larger ones, and every float tensor
+  /// with more than one element, stay moe.weight references.
   int64_t maxInlineElements = 64;
 };
 
