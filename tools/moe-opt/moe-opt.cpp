@@ -19,6 +19,7 @@
 
 int main(int argc, char **argv) {
   moe::registerMoEPasses();
+  moe::registerMoEPipelines();
   // Generic cleanups users reach for between project passes.
   mlir::registerCanonicalizerPass();
   mlir::registerCSEPass();

@@ -8,6 +8,7 @@
 #define MOE_DIALECT_MOE_TRANSFORMS_PASSES_H
 
 #include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassManager.h"
 #include "moe/Dialect/MoE/IR/MoEDialect.h"
 
 namespace moe {
@@ -17,6 +18,12 @@ namespace moe {
 
 #define GEN_PASS_REGISTRATION
 #include "moe/Dialect/MoE/Transforms/Passes.h.inc"
+
+/// Adds the passes that take imported moe IR to what the runtime executes.
+void buildLowerToRuntimePipeline(mlir::OpPassManager &pm);
+
+/// Registers the named pipelines (moe-lower-to-runtime).
+void registerMoEPipelines();
 
 } // namespace moe
 

@@ -1,0 +1,28 @@
+//===- Pipelines.cpp - named pass pipelines of moe-compiler ---------------===//
+//
+// Part of moe-compiler.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Dialect/MoE/Transforms/Passes.h"
+
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+using namespace mlir;
+
+void moe::buildLowerToRuntimePipeline(OpPassManager &pm) {
+  // The runtime has kernels for the decomposed MoE parts, which are also the
+  // pieces the partitioner distributes.
+  pm.addPass(createDecomposeLayersPass());
+  pm.addPass(createCSEPass());
+}
+
+void moe::registerMoEPipelines() {
+  PassPipelineRegistration<>(
+      "moe-lower-to-runtime",
+      "Lowers imported moe IR to what the runtime executes (used by "
+      "moe-compile before writing the program).",
+      buildLowerToRuntimePipeline);
+}

@@ -1,0 +1,66 @@
+//===- Executor.h - running a program on one rank ---------------*- C++ -*-===//
+//
+// Part of moe-compiler's runtime, which has no MLIR or LLVM dependency.
+//
+// An Executor loads a program: it maps the weight files, reads the bytes this
+// rank needs, allocates every value once, and evaluates the operations whose
+// operands are all weights or constants (layout changes of weights: reshape,
+// transpose, slice) a single time. Each run then executes only the
+// operations that depend on the inputs.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_RUNTIME_EXECUTOR_H
+#define MOE_RUNTIME_EXECUTOR_H
+
+#include "moe/Runtime/Kernels.h"
+#include "moe/Runtime/Program.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace moe::rt {
+
+/// Time spent in one operation during a run.
+struct OpTiming {
+  int operation; ///< index into Program::operations
+  double startSeconds;
+  double durationSeconds;
+};
+
+class Executor {
+public:
+  /// Loads `program`; weight files are found in `programDirectory` joined
+  /// with the program's weights-dir.
+  static Status create(Program program, const std::string &programDirectory,
+                       int threads, std::unique_ptr<Executor> &executor);
+
+  const Program &program() const { return program_; }
+
+  /// Runs the program on `inputs` (one per program input, matching its
+  /// dtype and shape). Results stay owned by the executor: `outputs` point at
+  /// them until the next run. With `timings`, records every operation.
+  Status run(const std::vector<Tensor> &inputs,
+             std::vector<const Tensor *> &outputs,
+             std::vector<OpTiming> *timings = nullptr);
+
+  /// Bytes of weights this rank holds (mapped or copied).
+  int64_t weightBytes() const { return weightBytes_; }
+
+private:
+  Executor() = default;
+  Status loadWeights(const std::string &programDirectory);
+  Status runOperation(size_t index);
+
+  Program program_;
+  KernelContext context_;
+  std::vector<Tensor> values_;
+  std::vector<bool> isStatic_;
+  std::vector<KernelFn> kernels_;
+  int64_t weightBytes_ = 0;
+};
+
+} // namespace moe::rt
+
+#endif // MOE_RUNTIME_EXECUTOR_H

@@ -1,0 +1,271 @@
+//===- Executor.cpp - running a program on one rank -----------------------===//
+//
+// Part of moe-compiler's runtime.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Runtime/Executor.h"
+
+#include <cblas.h>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <fcntl.h>
+#include <map>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace moe::rt;
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+/// A read-only mapping of a whole weight file.
+struct Mapping {
+  void *address = MAP_FAILED;
+  size_t size = 0;
+  ~Mapping() {
+    if (address != MAP_FAILED)
+      ::munmap(address, size);
+  }
+};
+
+/// Weight files must stay inside the weights directory (the same rule the
+/// importer applies to ONNX external data).
+bool isContainedRelativePath(const std::string &path) {
+  if (path.empty() || path[0] == '/')
+    return false;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos)
+      end = path.size();
+    if (path.compare(start, end - start, "..") == 0 && end - start == 2)
+      return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+Status mapFile(const std::string &path, std::shared_ptr<Mapping> &mapping) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return Status::error("cannot open weight file '" + path +
+                         "': " + std::strerror(errno));
+  struct stat info;
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    ::close(fd);
+    return Status::error("weight file '" + path + "' is not a regular file");
+  }
+  mapping = std::make_shared<Mapping>();
+  mapping->size = info.st_size;
+  if (mapping->size > 0)
+    mapping->address =
+        ::mmap(nullptr, mapping->size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (mapping->size > 0 && mapping->address == MAP_FAILED)
+    return Status::error("cannot map weight file '" + path +
+                         "': " + std::strerror(errno));
+  return Status::success();
+}
+
+/// Copies the box `offsets` + `sizes` of a row-major tensor of `fullShape`.
+void copyBox(const uint8_t *source, const Shape &fullShape,
+             const Shape &offsets, const Shape &sizes, size_t elementSize,
+             uint8_t *destination) {
+  size_t rank = fullShape.size();
+  if (rank == 0) {
+    std::memcpy(destination, source, elementSize);
+    return;
+  }
+  std::vector<int64_t> strides(rank, 1);
+  for (size_t d = rank - 1; d > 0; --d)
+    strides[d - 1] = strides[d] * fullShape[d];
+  // Iterate over all but the last dimension; copy contiguous rows.
+  std::vector<int64_t> index(rank, 0);
+  int64_t rowBytes = sizes[rank - 1] * elementSize;
+  int64_t rows = numElements(sizes) / std::max<int64_t>(sizes[rank - 1], 1);
+  if (sizes[rank - 1] == 0)
+    return;
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t element = 0;
+    for (size_t d = 0; d < rank; ++d)
+      element += (offsets[d] + index[d]) * strides[d];
+    std::memcpy(destination + row * rowBytes, source + element * elementSize,
+                rowBytes);
+    for (int64_t d = static_cast<int64_t>(rank) - 2; d >= 0; --d) {
+      if (++index[d] < sizes[d])
+        break;
+      index[d] = 0;
+    }
+  }
+}
+
+} // namespace
+
+Status Executor::create(Program program, const std::string &programDirectory,
+                        int threads, std::unique_ptr<Executor> &executor) {
+  executor.reset(new Executor());
+  Executor &self = *executor;
+  self.program_ = std::move(program);
+  self.context_.threads = threads;
+  openblas_set_num_threads(threads);
+  const Program &p = self.program_;
+  self.values_.resize(p.numValues);
+  self.isStatic_.assign(p.numValues, false);
+
+  for (const InputDecl &input : p.inputs)
+    self.values_[input.id] = Tensor(input.type.dtype, input.type.shape);
+  for (const ConstDecl &constant : p.constants) {
+    Tensor values(DType::F64, constant.type.shape);
+    std::memcpy(values.data(), constant.values.data(),
+                constant.values.size() * sizeof(double));
+    Tensor tensor(constant.type.dtype, constant.type.shape);
+    convert(values, tensor);
+    self.values_[constant.id] = std::move(tensor);
+    self.isStatic_[constant.id] = true;
+  }
+  Status status = self.loadWeights(programDirectory);
+  if (!status)
+    return status;
+
+  // Allocate every result once; results of operations on weights and
+  // constants only are computed now and never again.
+  self.kernels_.resize(p.operations.size());
+  for (size_t i = 0; i < p.operations.size(); ++i) {
+    const Operation &op = p.operations[i];
+    self.kernels_[i] = findKernel(op.op);
+    if (!self.kernels_[i])
+      return Status::error("line " + std::to_string(op.line) +
+                           ": no kernel for operation '" + op.op + "'");
+    bool isStatic = true;
+    for (int operand : op.operands)
+      if (operand >= 0 && !self.isStatic_[operand])
+        isStatic = false;
+    for (size_t r = 0; r < op.results.size(); ++r) {
+      self.values_[op.results[r]] =
+          Tensor(op.resultTypes[r].dtype, op.resultTypes[r].shape);
+      self.isStatic_[op.results[r]] = isStatic;
+    }
+    if (isStatic) {
+      status = self.runOperation(i);
+      if (!status)
+        return status;
+    }
+  }
+  return Status::success();
+}
+
+Status Executor::loadWeights(const std::string &programDirectory) {
+  std::map<std::string, std::shared_ptr<Mapping>> mappings;
+  for (const WeightDecl &weight : program_.weights) {
+    if (!isContainedRelativePath(weight.file))
+      return Status::error("weight '" + weight.name + "' names file '" +
+                           weight.file +
+                           "'; weight files must be relative paths without "
+                           "'..'");
+    // weights-dir is relative to the program file unless it is absolute.
+    std::string directory =
+        !program_.weightsDir.empty() && program_.weightsDir[0] == '/'
+            ? program_.weightsDir
+            : programDirectory + "/" + program_.weightsDir;
+    std::string path = directory + "/" + weight.file;
+    std::shared_ptr<Mapping> &mapping = mappings[path];
+    if (!mapping) {
+      Status status = mapFile(path, mapping);
+      if (!status)
+        return status;
+    }
+    if (weight.offset > static_cast<int64_t>(mapping->size) ||
+        weight.length > static_cast<int64_t>(mapping->size) - weight.offset)
+      return Status::error("weight '" + weight.name + "': bytes [" +
+                           std::to_string(weight.offset) + ", " +
+                           std::to_string(weight.offset + weight.length) +
+                           ") lie outside '" + path + "' of " +
+                           std::to_string(mapping->size) + " bytes");
+    const uint8_t *bytes =
+        static_cast<const uint8_t *>(mapping->address) + weight.offset;
+    size_t elementSize = dtypeSize(weight.type.dtype);
+    bool aligned = reinterpret_cast<uintptr_t>(bytes) % 64 == 0;
+    Tensor tensor;
+    if (!weight.sliceOffsets && aligned) {
+      // Zero copy: the kernels read the mapped pages directly.
+      tensor = Tensor(weight.type.dtype, weight.type.shape,
+                      const_cast<uint8_t *>(bytes), mapping);
+    } else {
+      // Sliced or misaligned (initializers inside a protobuf start anywhere):
+      // copy only the box this rank owns.
+      tensor = Tensor(weight.type.dtype, weight.type.shape);
+      Shape offsets = weight.sliceOffsets ? *weight.sliceOffsets
+                                          : Shape(weight.fullShape.size(), 0);
+      copyBox(bytes, weight.fullShape, offsets, weight.type.shape, elementSize,
+              tensor.as<uint8_t>());
+    }
+    weightBytes_ += tensor.sizeInBytes();
+    values_[weight.id] = std::move(tensor);
+    isStatic_[weight.id] = true;
+  }
+  return Status::success();
+}
+
+Status Executor::runOperation(size_t index) {
+  const Operation &op = program_.operations[index];
+  std::vector<const Tensor *> operands;
+  operands.reserve(op.operands.size());
+  for (int operand : op.operands)
+    operands.push_back(operand >= 0 ? &values_[operand] : nullptr);
+  std::vector<Tensor *> results;
+  results.reserve(op.results.size());
+  for (int result : op.results)
+    results.push_back(&values_[result]);
+  Status status = kernels_[index](op.attrs, operands, results, context_);
+  if (!status)
+    return Status::error("line " + std::to_string(op.line) + " (" + op.op +
+                         "): " + status.message);
+  return status;
+}
+
+Status Executor::run(const std::vector<Tensor> &inputs,
+                     std::vector<const Tensor *> &outputs,
+                     std::vector<OpTiming> *timings) {
+  const Program &p = program_;
+  if (inputs.size() != p.inputs.size())
+    return Status::error("the program takes " +
+                         std::to_string(p.inputs.size()) + " inputs, got " +
+                         std::to_string(inputs.size()));
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const InputDecl &decl = p.inputs[i];
+    const Tensor &given = inputs[i];
+    if (given.shape() != decl.type.shape)
+      return Status::error("input '" + decl.name + "' must have shape " +
+                           formatShape(decl.type.shape) + ", got " +
+                           formatShape(given.shape()));
+    if (given.dtype() != decl.type.dtype)
+      return Status::error("input '" + decl.name + "' must be " +
+                           dtypeName(decl.type.dtype) + ", got " +
+                           dtypeName(given.dtype()));
+    std::memcpy(values_[decl.id].data(), given.data(), given.sizeInBytes());
+  }
+  double start = timings ? now() : 0.0;
+  for (size_t i = 0; i < p.operations.size(); ++i) {
+    if (isStatic_[p.operations[i].results.front()])
+      continue;
+    double opStart = timings ? now() : 0.0;
+    Status status = runOperation(i);
+    if (!status)
+      return status;
+    if (timings)
+      timings->push_back(
+          {static_cast<int>(i), opStart - start, now() - opStart});
+  }
+  outputs.clear();
+  for (const OutputDecl &output : p.outputs)
+    outputs.push_back(&values_[output.id]);
+  return Status::success();
+}

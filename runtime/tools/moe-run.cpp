@@ -1,0 +1,367 @@
+//===- moe-run.cpp - run a compiled moe program ---------------------------===//
+//
+// Part of moe-compiler's runtime, which has no MLIR or LLVM dependency.
+//
+// Loads a program written by moe-compile, runs it on inputs from .npy files
+// (or random ones), reports latency percentiles and throughput, writes the
+// outputs and compares them with references.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Runtime/Executor.h"
+#include "moe/Runtime/Npy.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace moe::rt;
+
+namespace {
+
+const char *kUsage = R"(usage: moe-run PROGRAM.moe [options]
+
+Runs a program compiled by moe-compile and reports its latency.
+
+options:
+  --inputs A.npy,B.npy    inputs in program order (default: random values;
+                          floats ~ N(0, 1), integers uniform in [0, 8))
+  --outputs Y.npy,...     write the outputs (all or nothing: on any error no
+                          file is written)
+  --compare R.npy,...     compare the outputs with references; exit 1 when
+                          any element differs by more than atol + rtol*|ref|
+  --rtol R                relative tolerance (default 1e-4)
+  --atol A                absolute tolerance (default 1e-5)
+  --warmup N              untimed runs first (default 1)
+  --iterations N          timed runs (default 10)
+  --threads N             threads for kernels (default 1)
+  --seed S                seed for random inputs (default 0)
+  --help                  this text
+
+example:
+  moe-compile model.onnx -o model.moe
+  moe-run model.moe --inputs x.npy --compare y_ref.npy --iterations 50
+)";
+
+std::vector<std::string> splitList(const std::string &text) {
+  std::vector<std::string> items;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos)
+      end = text.size();
+    if (end > start)
+      items.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return items;
+}
+
+struct Options {
+  std::string program;
+  std::vector<std::string> inputs, outputs, compare;
+  double rtol = 1e-4, atol = 1e-5;
+  int warmup = 1, iterations = 10, threads = 1;
+  unsigned seed = 0;
+};
+
+bool parseNumber(const char *text, double &value) {
+  char *end = nullptr;
+  value = std::strtod(text, &end);
+  return end != text && *end == '\0';
+}
+
+int parseArgs(int argc, char **argv, Options &options) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&](const char *&text) {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "moe-run: %s needs a value\n", arg.c_str());
+        return false;
+      }
+      text = argv[++i];
+      return true;
+    };
+    const char *text = nullptr;
+    double number;
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (arg == "--inputs" || arg == "--outputs" || arg == "--compare") {
+      if (!value(text))
+        return 2;
+      (arg == "--inputs"    ? options.inputs
+       : arg == "--outputs" ? options.outputs
+                            : options.compare) = splitList(text);
+    } else if (arg == "--rtol" || arg == "--atol" || arg == "--warmup" ||
+               arg == "--iterations" || arg == "--threads" || arg == "--seed") {
+      if (!value(text))
+        return 2;
+      bool integer = arg != "--rtol" && arg != "--atol";
+      if (!parseNumber(text, number) || number < 0 ||
+          (integer && number != std::floor(number))) {
+        std::fprintf(stderr, "moe-run: %s needs a non-negative %s, got '%s'\n",
+                     arg.c_str(), integer ? "integer" : "number", text);
+        return 2;
+      }
+      if (arg == "--rtol")
+        options.rtol = number;
+      else if (arg == "--atol")
+        options.atol = number;
+      else if (arg == "--warmup")
+        options.warmup = static_cast<int>(number);
+      else if (arg == "--iterations")
+        options.iterations = std::max(1, static_cast<int>(number));
+      else if (arg == "--threads")
+        options.threads = std::max(1, static_cast<int>(number));
+      else
+        options.seed = static_cast<unsigned>(number);
+    } else if (!arg.empty() && arg[0] == '-') {
+      std::fprintf(stderr, "moe-run: unknown option '%s' (see --help)\n",
+                   arg.c_str());
+      return 2;
+    } else if (options.program.empty()) {
+      options.program = arg;
+    } else {
+      std::fprintf(stderr, "moe-run: more than one program given ('%s')\n",
+                   arg.c_str());
+      return 2;
+    }
+  }
+  if (options.program.empty()) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  return -1;
+}
+
+Tensor randomInput(const InputDecl &input, std::mt19937 &generator) {
+  Tensor values(DType::F64, input.type.shape);
+  double *data = values.as<double>();
+  bool isFloat =
+      input.type.dtype == DType::F32 || input.type.dtype == DType::F64 ||
+      input.type.dtype == DType::F16 || input.type.dtype == DType::BF16;
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::uniform_int_distribution<int> uniform(0, 7);
+  for (int64_t i = 0; i < values.numElements(); ++i)
+    data[i] = isFloat ? normal(generator) : uniform(generator);
+  Tensor tensor(input.type.dtype, input.type.shape);
+  convert(values, tensor);
+  return tensor;
+}
+
+/// Compares with numpy.allclose semantics; prints one line per output.
+bool compareOutput(const std::string &name, const Tensor &actual,
+                   const Tensor &expected, double rtol, double atol) {
+  if (actual.shape() != expected.shape()) {
+    std::printf("compare %s: FAIL: shape %s, reference %s\n", name.c_str(),
+                formatShape(actual.shape()).c_str(),
+                formatShape(expected.shape()).c_str());
+    return false;
+  }
+  Tensor a(DType::F64, actual.shape()), b(DType::F64, expected.shape());
+  convert(actual, a);
+  convert(expected, b);
+  double maxAbs = 0.0, maxRel = 0.0;
+  int64_t mismatches = 0, first = -1;
+  for (int64_t i = 0; i < a.numElements(); ++i) {
+    double x = a.as<double>()[i], y = b.as<double>()[i];
+    double diff = std::fabs(x - y);
+    bool close = diff <= atol + rtol * std::fabs(y) ||
+                 (std::isnan(x) && std::isnan(y)) || x == y;
+    if (!close) {
+      ++mismatches;
+      if (first < 0)
+        first = i;
+    }
+    if (std::isfinite(diff)) {
+      maxAbs = std::max(maxAbs, diff);
+      if (y != 0.0)
+        maxRel = std::max(maxRel, diff / std::fabs(y));
+    }
+  }
+  if (mismatches == 0) {
+    std::printf("compare %s: OK (%lld elements, max abs diff %.3g, max rel "
+                "diff %.3g, rtol %g, atol %g)\n",
+                name.c_str(), static_cast<long long>(a.numElements()), maxAbs,
+                maxRel, rtol, atol);
+    return true;
+  }
+  std::printf("compare %s: FAIL: %lld of %lld elements differ (first at "
+              "flat index %lld: %.9g vs reference %.9g; max abs diff %.3g)\n",
+              name.c_str(), static_cast<long long>(mismatches),
+              static_cast<long long>(a.numElements()),
+              static_cast<long long>(first), a.as<double>()[first],
+              b.as<double>()[first], maxAbs);
+  return false;
+}
+
+double percentile(std::vector<double> values, double p) {
+  std::sort(values.begin(), values.end());
+  double rank = p / 100.0 * (values.size() - 1);
+  size_t low = static_cast<size_t>(std::floor(rank));
+  size_t high = std::min(low + 1, values.size() - 1);
+  return values[low] + (values[high] - values[low]) * (rank - low);
+}
+
+/// Tokens processed per run: the elements of the first input, without the
+/// hidden dimension when it is a float activation ([tokens, hidden]).
+int64_t tokensPerRun(const Program &program) {
+  if (program.inputs.empty())
+    return 1;
+  const ValueType &type = program.inputs.front().type;
+  int64_t count = numElements(type.shape);
+  bool isFloat = type.dtype == DType::F32 || type.dtype == DType::F16 ||
+                 type.dtype == DType::BF16 || type.dtype == DType::F64;
+  if (isFloat && !type.shape.empty() && type.shape.back() > 0)
+    count /= type.shape.back();
+  return std::max<int64_t>(count, 1);
+}
+
+std::string directoryOf(const std::string &path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  Options options;
+  int parsed = parseArgs(argc, argv, options);
+  if (parsed >= 0)
+    return parsed;
+
+  Program program;
+  Status status = readProgram(options.program, program);
+  if (!status) {
+    std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
+    return 1;
+  }
+  auto checkCount = [&](const std::vector<std::string> &files, size_t want,
+                        const char *flag, const char *what) {
+    if (!files.empty() && files.size() != want) {
+      std::fprintf(stderr,
+                   "moe-run: %s has %zu files but the program has %zu "
+                   "%s\n",
+                   flag, files.size(), want, what);
+      return false;
+    }
+    return true;
+  };
+  if (!checkCount(options.inputs, program.inputs.size(), "--inputs",
+                  "inputs") ||
+      !checkCount(options.outputs, program.outputs.size(), "--outputs",
+                  "outputs") ||
+      !checkCount(options.compare, program.outputs.size(), "--compare",
+                  "outputs"))
+    return 1;
+
+  // Read every file before running, so bad input fails fast.
+  std::vector<Tensor> inputs;
+  std::mt19937 generator(options.seed);
+  for (size_t i = 0; i < program.inputs.size(); ++i) {
+    const InputDecl &decl = program.inputs[i];
+    if (options.inputs.empty()) {
+      inputs.push_back(randomInput(decl, generator));
+      continue;
+    }
+    Tensor tensor;
+    status = readNpy(options.inputs[i], tensor);
+    if (status && tensor.shape() != decl.type.shape)
+      status =
+          Status::error("'" + options.inputs[i] + "' has shape " +
+                        formatShape(tensor.shape()) + " but input '" +
+                        decl.name + "' needs " + formatShape(decl.type.shape));
+    if (status && tensor.dtype() != decl.type.dtype)
+      status = Status::error(
+          "'" + options.inputs[i] + "' holds " + dtypeName(tensor.dtype()) +
+          " but input '" + decl.name + "' needs " + dtypeName(decl.type.dtype));
+    if (!status) {
+      std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
+      return 1;
+    }
+    inputs.push_back(std::move(tensor));
+  }
+  std::vector<Tensor> references;
+  for (const std::string &path : options.compare) {
+    Tensor tensor;
+    status = readNpy(path, tensor);
+    if (!status) {
+      std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
+      return 1;
+    }
+    references.push_back(std::move(tensor));
+  }
+
+  auto loadStart = std::chrono::steady_clock::now();
+  std::unique_ptr<Executor> executor;
+  status = Executor::create(std::move(program), directoryOf(options.program),
+                            options.threads, executor);
+  if (!status) {
+    std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
+    return 1;
+  }
+  double loadSeconds = std::chrono::duration<double>(
+                           std::chrono::steady_clock::now() - loadStart)
+                           .count();
+  const Program &loaded = executor->program();
+  std::printf("moe-run: %s: %zu inputs, %zu operations, %.1f MB of weights, "
+              "loaded in %.3f s\n",
+              options.program.c_str(), loaded.inputs.size(),
+              loaded.operations.size(), executor->weightBytes() / 1e6,
+              loadSeconds);
+
+  std::vector<const Tensor *> outputs;
+  for (int i = 0; i < options.warmup; ++i) {
+    status = executor->run(inputs, outputs);
+    if (!status) {
+      std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
+      return 1;
+    }
+  }
+  std::vector<double> latencies;
+  for (int i = 0; i < options.iterations; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    status = executor->run(inputs, outputs);
+    latencies.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+    if (!status) {
+      std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
+      return 1;
+    }
+  }
+  double p50 = percentile(latencies, 50);
+  std::printf("latency: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms over %d "
+              "iterations (%d threads)\n",
+              p50 * 1e3, percentile(latencies, 90) * 1e3,
+              percentile(latencies, 99) * 1e3, options.iterations,
+              options.threads);
+  std::printf("throughput: %.1f tokens/s (%lld tokens per run)\n",
+              tokensPerRun(loaded) / p50,
+              static_cast<long long>(tokensPerRun(loaded)));
+
+  bool allClose = true;
+  for (size_t i = 0; i < references.size(); ++i)
+    allClose &= compareOutput(loaded.outputs[i].name, *outputs[i],
+                              references[i], options.rtol, options.atol);
+  if (!allClose)
+    return 1;
+  for (size_t i = 0; i < options.outputs.size(); ++i) {
+    status = writeNpy(options.outputs[i], *outputs[i]);
+    if (!status) {
+      // Keep all-or-nothing: remove what this run already wrote.
+      for (size_t j = 0; j < i; ++j)
+        std::remove(options.outputs[j].c_str());
+      std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
+      return 1;
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Runs one ONNX model with onnxruntime and with moe-compile + moe-run, and
+checks that the outputs agree.
+
+    run_onnx_model.py --bin BUILD/bin --work DIR MODEL.onnx
+        [--dim-params name=N,...] [--rtol R] [--atol A] [--int-high N]
+
+Inputs are random and seeded by the model's file name: floats ~ N(0, 1),
+integers uniform in [0, int-high). onnxruntime (CPU, one thread) is the
+reference; moe-run compares its outputs against it with numpy.allclose
+semantics and exits non-zero on any mismatch, which this script passes on.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+NUMPY_TYPES = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.BOOL: np.bool_,
+}
+
+
+def parse_dim_params(text):
+    values = {}
+    for item in filter(None, (text or "").split(",")):
+        name, value = item.split("=")
+        values[name] = int(value)
+    return values
+
+
+def input_arrays(model, dim_params, int_high, seed):
+    rng = np.random.default_rng(seed)
+    initializers = {t.name for t in model.graph.initializer}
+    arrays = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor_type = value.type.tensor_type
+        shape = []
+        for dim in tensor_type.shape.dim:
+            if dim.HasField("dim_value"):
+                shape.append(dim.dim_value)
+            elif dim.dim_param in dim_params:
+                shape.append(dim_params[dim.dim_param])
+            else:
+                sys.exit(f"input '{value.name}' has symbolic dimension "
+                         f"'{dim.dim_param}'; pass --dim-params")
+        dtype = NUMPY_TYPES[tensor_type.elem_type]
+        if np.issubdtype(dtype, np.floating):
+            arrays[value.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            arrays[value.name] = rng.integers(0, int_high, shape).astype(dtype)
+    return arrays
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--bin", required=True)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--dim-params", default="")
+    parser.add_argument("--rtol", default="1e-4")
+    parser.add_argument("--atol", default="1e-5")
+    parser.add_argument("--int-high", type=int, default=8)
+    args = parser.parse_args()
+
+    name = os.path.splitext(os.path.basename(args.model))[0]
+    work = os.path.join(args.work, name)
+    os.makedirs(work, exist_ok=True)
+    model = onnx.load(args.model, load_external_data=False)
+    arrays = input_arrays(model, parse_dim_params(args.dim_params),
+                          args.int_high, zlib.crc32(name.encode()))
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(args.model, options,
+                                   providers=["CPUExecutionProvider"])
+    references = session.run(None, arrays)
+
+    input_files, reference_files = [], []
+    for input_name, array in arrays.items():
+        path = os.path.join(work, f"input.{len(input_files)}.npy")
+        np.save(path, array)
+        input_files.append(path)
+    for index, array in enumerate(references):
+        path = os.path.join(work, f"reference.{index}.npy")
+        np.save(path, np.ascontiguousarray(array))
+        reference_files.append(path)
+
+    program = os.path.join(work, "model.moe")
+    compile_command = [os.path.join(args.bin, "moe-compile"), args.model,
+                       "-o", program]
+    if args.dim_params:
+        compile_command.append("--dim-params=" + args.dim_params)
+    run_command = [os.path.join(args.bin, "moe-run"), program,
+                   "--inputs", ",".join(input_files),
+                   "--compare", ",".join(reference_files),
+                   "--rtol", args.rtol, "--atol", args.atol,
+                   "--warmup", "0", "--iterations", "1"]
+    for command in (compile_command, run_command):
+        print("+", " ".join(command), flush=True)
+        result = subprocess.run(command)
+        if result.returncode != 0:
+            print(f"FAIL {name}: {os.path.basename(command[0])} exited with "
+                  f"{result.returncode}")
+            return 1
+    print(f"PASS {name}: moe-run matches onnxruntime (rtol {args.rtol}, "
+          f"atol {args.atol})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
