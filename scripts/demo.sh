@@ -1,36 +1,30 @@
 #!/usr/bin/env bash
-# The main command: installs what is missing, builds, and runs the compiler
-# on the bundled example as far as the pipeline goes today: parse and verify
-# the MoE model, decompose its MoE layers into router / dispatch / experts /
-# combine, and print the result with pass timings.
+# The main command: installs what is missing, builds, and runs the whole path
+# on the bundled example: generate a Mixture-of-Experts model as ONNX
+# (examples/onnx/make_demo_model.py: RMSNorm + com.microsoft.MoE blocks),
+# compile it with moe-compile, run it with moe-run, check the outputs against
+# onnxruntime on the same model and inputs, and print both latencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
 BUILD_DIR=${MOE_BUILD_DIR:-build}
-MODEL=${1:-examples/tiny-moe/tiny_moe.mlir}
 OUT_DIR=${MOE_DEMO_OUT:-$BUILD_DIR/demo}
+TOKENS=${MOE_DEMO_TOKENS:-128}
+PYTHON=.venv/bin/python
 mkdir -p "$OUT_DIR"
 
-echo "demo: model $MODEL"
-layers=$(grep -c "moe.layer " "$MODEL" || true)
-weights=$(grep -c "^moe.weight " "$MODEL" || true)
-echo "demo: $layers MoE layers, $weights weights referenced (no bytes inline)"
+echo "== 1. the model"
+"$PYTHON" examples/onnx/make_demo_model.py "$OUT_DIR/moe_demo.onnx"
 
-echo "demo: moe-opt -moe-decompose-layers"
-"$BUILD_DIR/bin/moe-opt" "$MODEL" -moe-decompose-layers -mlir-timing \
-  -o "$OUT_DIR/decomposed.mlir"
+echo "== 2. the compiler's view (moe IR after lowering, first lines)"
+"$BUILD_DIR/bin/moe-compile" "$OUT_DIR/moe_demo.onnx" --emit=mlir \
+  --dim-params=tokens="$TOKENS" -o "$OUT_DIR/moe_demo.mlir"
+grep -E "moe\.(router|dispatch|expert_ffn|combine|rms_norm)" \
+  "$OUT_DIR/moe_demo.mlir" | head -5 | cut -c1-160
 
-# The decomposed program must parse and verify again, and hold one router,
-# dispatch, expert computation and combine per layer.
-"$BUILD_DIR/bin/moe-opt" "$OUT_DIR/decomposed.mlir" > /dev/null
-for op in router dispatch expert_ffn combine; do
-  count=$(grep -c "moe.$op " "$OUT_DIR/decomposed.mlir" || true)
-  if [[ "$count" != "$layers" ]]; then
-    echo "demo: FAILED: expected $layers moe.$op, found $count" >&2
-    exit 1
-  fi
-done
-echo "demo: decomposed program ($OUT_DIR/decomposed.mlir):"
-cat "$OUT_DIR/decomposed.mlir"
-echo "demo: OK: $layers layers decomposed and re-verified"
+echo "== 3. compile, run on $TOKENS tokens, compare with onnxruntime"
+"$PYTHON" test/e2e/run_onnx_model.py "$OUT_DIR/moe_demo.onnx" \
+  --bin "$BUILD_DIR/bin" --work "$OUT_DIR" --dim-params=tokens="$TOKENS" \
+  --iterations 20
+echo "demo: OK"

@@ -13,8 +13,11 @@ semantics and exits non-zero on any mismatch, which this script passes on.
 
 import argparse
 import os
+import re
+import statistics
 import subprocess
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -73,6 +76,9 @@ def main():
     parser.add_argument("--rtol", default="1e-4")
     parser.add_argument("--atol", default="1e-5")
     parser.add_argument("--int-high", type=int, default=8)
+    parser.add_argument("--iterations", type=int, default=1,
+                        help="timed runs of both engines (one thread each); "
+                             "above 1, median latencies are printed")
     args = parser.parse_args()
 
     name = os.path.splitext(os.path.basename(args.model))[0]
@@ -87,6 +93,11 @@ def main():
     session = ort.InferenceSession(args.model, options,
                                    providers=["CPUExecutionProvider"])
     references = session.run(None, arrays)
+    ort_latencies = []
+    for _ in range(args.iterations if args.iterations > 1 else 0):
+        start = time.perf_counter()
+        session.run(None, arrays)
+        ort_latencies.append(time.perf_counter() - start)
 
     input_files, reference_files = [], []
     for input_name, array in arrays.items():
@@ -107,14 +118,24 @@ def main():
                    "--inputs", ",".join(input_files),
                    "--compare", ",".join(reference_files),
                    "--rtol", args.rtol, "--atol", args.atol,
-                   "--warmup", "0", "--iterations", "1"]
+                   "--warmup", "1" if args.iterations > 1 else "0",
+                   "--iterations", str(args.iterations)]
     for command in (compile_command, run_command):
         print("+", " ".join(command), flush=True)
-        result = subprocess.run(command)
+        result = subprocess.run(command, capture_output=True, text=True)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
         if result.returncode != 0:
             print(f"FAIL {name}: {os.path.basename(command[0])} exited with "
                   f"{result.returncode}")
             return 1
+    if ort_latencies:
+        match = re.search(r"p50 ([0-9.]+) ms", result.stdout)
+        ort_ms = statistics.median(ort_latencies) * 1e3
+        moe_ms = float(match.group(1))
+        print(f"median latency over {args.iterations} runs, 1 thread: "
+              f"onnxruntime {ort_ms:.3f} ms, moe-run {moe_ms:.3f} ms "
+              f"(moe-run is {ort_ms / moe_ms:.2f}x onnxruntime's speed)")
     print(f"PASS {name}: moe-run matches onnxruntime (rtol {args.rtol}, "
           f"atol {args.atol})")
     return 0

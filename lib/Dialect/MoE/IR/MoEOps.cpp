@@ -184,14 +184,20 @@ int64_t moe::sliceDimSize(int64_t dim, int64_t start, int64_t end,
     start += dim;
   if (end < 0 && end > std::numeric_limits<int64_t>::min() / 2)
     end += dim;
+  // Counts are ceil(distance / |step|), written so that steps near the
+  // int64 limits cannot overflow.
   if (step > 0) {
     start = std::clamp<int64_t>(start, 0, dim);
     end = std::clamp<int64_t>(end, 0, dim);
-    return end > start ? (end - start + step - 1) / step : 0;
+    return end > start ? (end - start - 1) / step + 1 : 0;
   }
   start = std::clamp<int64_t>(start, 0, dim - 1);
   end = std::clamp<int64_t>(end, -1, dim - 1);
-  return start > end ? (start - end - step - 1) / -step : 0;
+  if (start <= end)
+    return 0;
+  uint64_t magnitude = uint64_t(0) - static_cast<uint64_t>(step);
+  uint64_t distance = static_cast<uint64_t>(start - end);
+  return static_cast<int64_t>((distance - 1) / magnitude + 1);
 }
 
 std::string moe::formatShape(ArrayRef<int64_t> shape) {

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Writes the demo model: a stack of Mixture-of-Experts blocks as
+onnxruntime's tool chains write them.
+
+    make_demo_model.py OUT.onnx [--layers 2] [--hidden 256] [--experts 8]
+                       [--inter 512] [--top-k 2]
+
+Each block is RMSNorm (SimplifiedLayerNormalization) -> router MatMul ->
+com.microsoft.MoE (SwiGLU experts, interleaved fc1, renormalised top-k) ->
+residual Add. The input is x: [tokens, hidden] with a symbolic token count.
+Weights are random with a fixed seed, stored as external data next to the
+model (OUT.onnx.data).
+"""
+
+import argparse
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--experts", type=int, default=8)
+    parser.add_argument("--inter", type=int, default=512)
+    parser.add_argument("--top-k", type=int, default=2)
+    args = parser.parse_args()
+    h, e, i = args.hidden, args.experts, args.inter
+    rng = np.random.default_rng(2026)
+
+    def weight(name, shape, scale):
+        return numpy_helper.from_array(
+            (rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+    nodes, initializers = [], []
+    current = "x"
+    for layer in range(args.layers):
+        p = f"layer{layer}"
+        initializers += [
+            numpy_helper.from_array(
+                (1.0 + 0.1 * rng.standard_normal(h)).astype(np.float32),
+                f"{p}.norm"),
+            weight(f"{p}.router", (h, e), h ** -0.5),
+            weight(f"{p}.fc1", (e, 2 * i, h), h ** -0.5),
+            weight(f"{p}.fc2", (e, h, i), i ** -0.5),
+        ]
+        nodes += [
+            helper.make_node("SimplifiedLayerNormalization",
+                             [current, f"{p}.norm"], [f"{p}.normed"],
+                             name=f"{p}/norm", axis=-1, epsilon=1e-6),
+            helper.make_node("MatMul", [f"{p}.normed", f"{p}.router"],
+                             [f"{p}.logits"], name=f"{p}/router"),
+            helper.make_node("MoE", [f"{p}.normed", f"{p}.logits",
+                                     f"{p}.fc1", "", f"{p}.fc2"],
+                             [f"{p}.moe"], name=f"{p}/moe",
+                             domain="com.microsoft", k=args.top_k,
+                             activation_type="swiglu", swiglu_fusion=1,
+                             normalize_routing_weights=1),
+            helper.make_node("Add", [current, f"{p}.moe"], [f"{p}.out"],
+                             name=f"{p}/residual"),
+        ]
+        current = f"{p}.out"
+    nodes.append(helper.make_node("Identity", [current], ["y"], name="out"))
+    graph = helper.make_graph(
+        nodes, "moe_demo",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["tokens", h])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["tokens", h])],
+        initializers)
+    model = helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    data = os.path.basename(args.output) + ".data"
+    if os.path.exists(os.path.join(os.path.dirname(args.output) or ".", data)):
+        os.remove(os.path.join(os.path.dirname(args.output) or ".", data))
+    onnx.save(model, args.output, save_as_external_data=True,
+              all_tensors_to_one_file=True, location=data, size_threshold=0)
+    print(f"wrote {args.output}: {args.layers} MoE blocks, hidden {h}, "
+          f"{e} experts, inter {i}, top-{args.top_k}")
+
+
+if __name__ == "__main__":
+    main()
