@@ -7,7 +7,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build ccache git pkg-config
+  build-essential cmake ninja-build ccache git pkg-config time
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools clang-format-22
   libgtest-dev googletest
   libonnx-dev libprotobuf-dev protobuf-compiler
