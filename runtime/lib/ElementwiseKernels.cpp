@@ -69,6 +69,18 @@ struct TanhOp {
   static float apply(float x) { return std::tanh(x); }
 };
 
+struct CosOp {
+  static constexpr const char *name = "cos";
+  static constexpr bool acceptsIntegers = false;
+  static float apply(float x) { return std::cos(x); }
+};
+
+struct SinOp {
+  static constexpr const char *name = "sin";
+  static constexpr bool acceptsIntegers = false;
+  static float apply(float x) { return std::sin(x); }
+};
+
 struct ErfOp {
   static constexpr const char *name = "erf";
   static constexpr bool acceptsIntegers = false;
@@ -138,6 +150,53 @@ unaryKernel(const Attributes &attrs, const std::vector<const Tensor *> &inputs,
   }
   mapElements<float>(*inputs[0], *outputs[0],
                      [](float x) { return Op::apply(x); });
+  return Status::success();
+}
+
+Status isNaNKernel(const Attributes &attrs,
+                   const std::vector<const Tensor *> &inputs,
+                   const std::vector<Tensor *> &outputs,
+                   KernelContext &context) {
+  if (Status status = checkCall("is_nan", inputs, {"input"}, outputs, 1);
+      !status)
+    return status;
+  const Tensor &input = *inputs[0];
+  if (input.dtype() != DType::F32)
+    return fail("is_nan", "input has element type ", dtypeName(input.dtype()),
+                "; expected f32");
+  if (Status status = expectDType("is_nan", "result", *outputs[0], DType::Bool);
+      !status)
+    return status;
+  if (Status status =
+          expectShape("is_nan", "result", *outputs[0], input.shape());
+      !status)
+    return status;
+  const float *x = input.as<float>();
+  uint8_t *y = outputs[0]->as<uint8_t>();
+  for (int64_t i = 0, e = input.numElements(); i < e; ++i)
+    y[i] = std::isnan(x[i]) ? 1 : 0;
+  return Status::success();
+}
+
+Status notKernel(const Attributes &attrs,
+                 const std::vector<const Tensor *> &inputs,
+                 const std::vector<Tensor *> &outputs, KernelContext &context) {
+  if (Status status = checkCall("not", inputs, {"input"}, outputs, 1); !status)
+    return status;
+  const Tensor &input = *inputs[0];
+  if (input.dtype() != DType::Bool)
+    return fail("not", "input has element type ", dtypeName(input.dtype()),
+                "; expected i1");
+  if (Status status = expectDType("not", "result", *outputs[0], DType::Bool);
+      !status)
+    return status;
+  if (Status status = expectShape("not", "result", *outputs[0], input.shape());
+      !status)
+    return status;
+  const uint8_t *x = input.as<uint8_t>();
+  uint8_t *y = outputs[0]->as<uint8_t>();
+  for (int64_t i = 0, e = input.numElements(); i < e; ++i)
+    y[i] = x[i] ? 0 : 1;
   return Status::success();
 }
 
@@ -473,6 +532,10 @@ void detail::addElementwiseKernels(KernelTable &table) {
   table["reciprocal"] = unaryKernel<ReciprocalOp>;
   table["tanh"] = unaryKernel<TanhOp>;
   table["erf"] = unaryKernel<ErfOp>;
+  table["cos"] = unaryKernel<CosOp>;
+  table["sin"] = unaryKernel<SinOp>;
+  table["is_nan"] = isNaNKernel;
+  table["not"] = notKernel;
   table["sigmoid"] = unaryKernel<SigmoidOp>;
   table["relu"] = unaryKernel<ReluOp>;
   table["silu"] = unaryKernel<SiluOp>;

@@ -48,7 +48,7 @@ bool isFoldableOp(StringRef type) {
       .Cases({"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"}, true)
       .Cases({"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"},
              true)
-      .Cases({"And", "Or", "Where", "Gather", "Concat"}, true)
+      .Cases({"And", "Or", "Where", "Gather", "GatherND", "Concat"}, true)
       .Cases({"Unsqueeze", "Squeeze", "Reshape", "Flatten", "Slice"}, true)
       .Cases({"Expand", "Trilu", "Identity"}, true)
       .Default(false);
@@ -350,6 +350,42 @@ LogicalResult GraphImporter::tryFold(const onnx::NodeProto &node,
             else
               result.ints[out] = data->ints[from];
           }
+        }
+      }
+    } else if (type == "GatherND") {
+      const ConstTensor *indices = inputs[1];
+      if (getIntAttr(node, "batch_dims", 0) != 0 || indices->shape.empty())
+        return success();
+      int64_t q = indices->shape.back();
+      int64_t rank = data->shape.size();
+      if (q < 1 || q > rank)
+        return nodeError(node) << "index tuples of length " << q
+                               << " do not fit data of rank " << rank;
+      SmallVector<int64_t> shape(ArrayRef(indices->shape).drop_back());
+      llvm::append_range(shape, ArrayRef(data->shape).drop_front(q));
+      if (tooLarge(shape))
+        return success();
+      int64_t slice = checkedNumElements(ArrayRef(data->shape).drop_front(q));
+      SmallVector<int64_t> strides = stridesOf(data->shape);
+      result = ConstTensor::zeros(shape, data->elementType);
+      int64_t tuples = indices->numElements() / q;
+      for (int64_t t = 0; t < tuples; ++t) {
+        int64_t offset = 0;
+        for (int64_t d = 0; d < q; ++d) {
+          int64_t index = indices->asInt(t * q + d);
+          if (index < 0)
+            index += data->shape[d];
+          if (index < 0 || index >= data->shape[d])
+            return nodeError(node)
+                   << "index " << indices->asInt(t * q + d)
+                   << " is out of range for size " << data->shape[d];
+          offset += index * strides[d];
+        }
+        for (int64_t k = 0; k < slice; ++k) {
+          if (result.isFloat())
+            result.floats[t * slice + k] = data->floats[offset + k];
+          else
+            result.ints[t * slice + k] = data->ints[offset + k];
         }
       }
     } else if (type == "Concat") {

@@ -168,6 +168,8 @@ private:
   LogicalResult convertSkipSimplifiedLayerNorm(const onnx::NodeProto &node);
   LogicalResult convertGather(const onnx::NodeProto &node);
   LogicalResult convertGatherElements(const onnx::NodeProto &node);
+  LogicalResult convertGatherND(const onnx::NodeProto &node);
+  LogicalResult convertIsNaN(const onnx::NodeProto &node);
   LogicalResult convertScatterElements(const onnx::NodeProto &node);
   LogicalResult convertScatterND(const onnx::NodeProto &node);
   LogicalResult convertReshapeLike(const onnx::NodeProto &node);

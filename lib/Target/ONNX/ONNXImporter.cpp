@@ -74,7 +74,10 @@ GraphImporter::Handler GraphImporter::findHandler(const onnx::NodeProto &node) {
   return llvm::StringSwitch<Handler>(type)
       .Cases({"Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal"},
              &GraphImporter::convertUnary)
-      .Cases({"Tanh", "Erf", "Sigmoid", "Relu"}, &GraphImporter::convertUnary)
+      .Cases({"Tanh", "Erf", "Sigmoid", "Relu", "Cos", "Sin"},
+             &GraphImporter::convertUnary)
+      .Case("IsNaN", &GraphImporter::convertIsNaN)
+      .Case("GatherND", &GraphImporter::convertGatherND)
       .Cases({"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"},
              &GraphImporter::convertBinary)
       .Cases({"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"},
@@ -108,7 +111,8 @@ GraphImporter::Handler GraphImporter::findHandler(const onnx::NodeProto &node) {
       .Cases({"Identity", "Dropout"}, &GraphImporter::convertIdentity)
       .Case("Constant", &GraphImporter::convertConstantNode)
       // Shape computations: folded when their inputs are known.
-      .Cases({"Shape", "Size", "ConstantOfShape", "Range", "Not", "And"},
+      .Case("Not", &GraphImporter::convertUnary)
+      .Cases({"Shape", "Size", "ConstantOfShape", "Range", "And"},
              &GraphImporter::convertNeedsConstants)
       .Case("Or", &GraphImporter::convertNeedsConstants)
       .Default(nullptr);

@@ -39,6 +39,12 @@ LogicalResult GraphImporter::convertUnary(const onnx::NodeProto &node) {
     return failure();
   bool isFloat = isa<FloatType>(elementTypeOf(*input));
   StringRef type = node.op_type();
+  if (type == "Not") {
+    if (!elementTypeOf(*input).isInteger(1))
+      return nodeError(node) << "needs a bool input, got " << input->getType();
+    setResult(node, 0, NotOp::create(builder, nodeLoc(node), *input));
+    return success();
+  }
   if (!isFloat && type != "Neg" && type != "Abs")
     return nodeError(node) << "needs a floating-point input, got "
                            << input->getType();
@@ -53,6 +59,8 @@ LogicalResult GraphImporter::convertUnary(const onnx::NodeProto &node) {
                       .Case("Reciprocal", createUnary<ReciprocalOp>)
                       .Case("Tanh", createUnary<TanhOp>)
                       .Case("Erf", createUnary<ErfOp>)
+                      .Case("Cos", createUnary<CosOp>)
+                      .Case("Sin", createUnary<SinOp>)
                       .Case("Sigmoid", createUnary<SigmoidOp>)
                       .Case("Relu", createUnary<ReluOp>);
   setResult(node, 0, create(builder, loc, *input));
@@ -424,6 +432,41 @@ LogicalResult GraphImporter::convertGather(const onnx::NodeProto &node) {
   setResult(node, 0,
             GatherOp::create(builder, nodeLoc(node), type, *data, *indices,
                              axisAttr));
+  return success();
+}
+
+LogicalResult GraphImporter::convertIsNaN(const onnx::NodeProto &node) {
+  FailureOr<Value> input = getValue(node, 0);
+  if (failed(input))
+    return failure();
+  if (!isa<FloatType>(elementTypeOf(*input)))
+    return nodeError(node) << "needs a floating-point input, got "
+                           << input->getType();
+  auto type = RankedTensorType::get(shapeOf(*input), builder.getI1Type());
+  setResult(node, 0, IsNaNOp::create(builder, nodeLoc(node), type, *input));
+  return success();
+}
+
+LogicalResult GraphImporter::convertGatherND(const onnx::NodeProto &node) {
+  // Exporters write row lookups as GatherND with index tuples of length 1;
+  // that is Gather on axis 0 with the tuple dimension dropped.
+  FailureOr<Value> data = getValue(node, 0);
+  FailureOr<Value> indices = getValue(node, 1);
+  if (failed(data) || failed(indices))
+    return failure();
+  ArrayRef<int64_t> indexShape = shapeOf(*indices);
+  if (getIntAttr(node, "batch_dims", 0) != 0 || indexShape.empty() ||
+      indexShape.back() != 1)
+    return nodeError(node) << "only GatherND with batch_dims = 0 and index "
+                              "tuples of length 1 is supported, got indices "
+                           << formatShape(indexShape);
+  Location loc = nodeLoc(node);
+  Value rows = emitReshape(loc, *indices, indexShape.drop_back());
+  ArrayRef<int64_t> dataShape = shapeOf(*data);
+  SmallVector<int64_t> shape(indexShape.drop_back());
+  llvm::append_range(shape, dataShape.drop_front());
+  auto type = RankedTensorType::get(shape, elementTypeOf(*data));
+  setResult(node, 0, GatherOp::create(builder, loc, type, *data, rows, 0));
   return success();
 }
 

@@ -40,6 +40,14 @@ func.func @unary(%x: tensor<4x8xf32>, %i: tensor<4x8xi64>) {
   %6 = moe.tanh %x : tensor<4x8xf32>
   // CHECK: moe.erf
   %7 = moe.erf %x : tensor<4x8xf32>
+  // CHECK: moe.cos
+  %c = moe.cos %x : tensor<4x8xf32>
+  // CHECK: moe.sin
+  %s = moe.sin %x : tensor<4x8xf32>
+  // CHECK: moe.is_nan %{{.*}} : tensor<4x8xf32> -> tensor<4x8xi1>
+  %n = moe.is_nan %x : tensor<4x8xf32> -> tensor<4x8xi1>
+  // CHECK: moe.not %{{.*}} : tensor<4x8xi1>
+  %nn = moe.not %n : tensor<4x8xi1>
   // CHECK: moe.sigmoid
   %8 = moe.sigmoid %x : tensor<4x8xf32>
   // CHECK: moe.relu

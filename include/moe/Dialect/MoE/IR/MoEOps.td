@@ -159,6 +159,50 @@ def MoE_TanhOp : MoE_UnaryOp<"tanh", MoE_FloatTensor> {
   }];
 }
 
+def MoE_CosOp : MoE_UnaryOp<"cos", MoE_FloatTensor> {
+  let summary = "element-wise cosine (ONNX Cos)";
+  let description = [{
+    Rotary position embeddings compute their tables with it.
+
+    ```mlir
+    %y = moe.cos %x : tensor<16x32xf32>
+    ```
+  }];
+}
+
+def MoE_SinOp : MoE_UnaryOp<"sin", MoE_FloatTensor> {
+  let summary = "element-wise sine (ONNX Sin)";
+  let description = [{
+    ```mlir
+    %y = moe.sin %x : tensor<16x32xf32>
+    ```
+  }];
+}
+
+def MoE_NotOp : MoE_UnaryOp<"not", MoE_BoolTensor> {
+  let summary = "element-wise logical negation (ONNX Not)";
+  let description = [{
+    ```mlir
+    %y = moe.not %mask : tensor<4x8xi1>
+    ```
+  }];
+}
+
+def MoE_IsNaNOp : MoE_Op<"is_nan", [Pure, SameOperandsAndResultShape]> {
+  let summary = "element-wise test for NaN (ONNX IsNaN)";
+  let description = [{
+    Exported attention replaces fully masked rows (NaN after softmax) with
+    zeros through `Where(IsNaN(x), 0, x)`.
+
+    ```mlir
+    %m = moe.is_nan %x : tensor<4x16xf32> -> tensor<4x16xi1>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input);
+  let results = (outs MoE_BoolTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+}
+
 def MoE_ErfOp : MoE_UnaryOp<"erf", MoE_FloatTensor> {
   let summary = "element-wise Gauss error function (ONNX Erf)";
   let description = [{
