@@ -136,7 +136,8 @@ TEST(KernelRegistryTest, EveryComputeOpHasAKernel) {
   // Every op of MoEOps.td except weights (mapped, not computed) and
   // collectives (run by the transports).
   std::istringstream names(
-      "neg abs exp log sqrt reciprocal tanh erf sigmoid relu silu gelu cast "
+      "neg abs exp log sqrt reciprocal tanh erf cos sin sigmoid relu silu gelu "
+      "cast is_nan not "
       "add sub mul div pow max min compare where "
       "matmul gemm reduce softmax top_k layer_norm rms_norm "
       "gather gather_elements scatter_elements scatter_nd "
@@ -220,6 +221,26 @@ TEST(ElementwiseTest, UnaryMath) {
   expectValues(unary("reciprocal", positive), {4.0f, 1.0f, 0.4f, 0.11111111f});
   EXPECT_TRUE(
       std::isnan(unary("sigmoid", f32({1}, {quietNaN})).as<float>()[0]));
+}
+
+TEST(ElementwiseTest, TrigonometryNaNTestAndNot) {
+  // numpy float64 cos and sin of the same inputs.
+  Tensor x = f32({5}, {-2.5f, -0.5f, 0.0f, 0.75f, 3.0f});
+  expectValues(unary("cos", x),
+               {-0.80114362f, 0.87758256f, 1.0f, 0.73168887f, -0.9899925f});
+  expectValues(unary("sin", x),
+               {-0.59847214f, -0.47942554f, 0.0f, 0.68163876f, 0.14112001f});
+
+  Tensor withNaN = f32({3}, {1.0f, quietNaN, -0.0f});
+  Tensor flags(DType::Bool, {3});
+  ASSERT_TRUE(succeeds(runKernel("is_nan", {}, {&withNaN}, {&flags})));
+  EXPECT_EQ(contents<uint8_t>(flags), (std::vector<uint8_t>{0, 1, 0}));
+  Tensor negated(DType::Bool, {3});
+  ASSERT_TRUE(succeeds(runKernel("not", {}, {&flags}, {&negated})));
+  EXPECT_EQ(contents<uint8_t>(negated), (std::vector<uint8_t>{1, 0, 1}));
+  Tensor floats(DType::F32, {3});
+  EXPECT_TRUE(
+      failsWith(runKernel("not", {}, {&withNaN}, {&floats}), "expected i1"));
 }
 
 TEST(ElementwiseTest, UnaryIntegersAndErrors) {
