@@ -13,8 +13,10 @@
 using namespace mlir;
 
 void moe::buildLowerToRuntimePipeline(OpPassManager &pm) {
-  // The runtime has kernels for the decomposed MoE parts, which are also the
-  // pieces the partitioner distributes.
+  // Raise exported MoE blocks to moe.layer, then decompose every layer: the
+  // runtime has kernels for the decomposed parts, which are also the pieces
+  // the partitioner distributes.
+  pm.addPass(createRaiseLayersPass());
   pm.addPass(createDecomposeLayersPass());
   pm.addPass(createCSEPass());
 }

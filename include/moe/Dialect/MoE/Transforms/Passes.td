@@ -32,4 +32,28 @@ def DecomposeLayersPass : Pass<"moe-decompose-layers"> {
   let dependentDialects = ["::moe::MoEDialect"];
 }
 
+def RaiseLayersPass : Pass<"moe-raise-layers"> {
+  let summary = "Recognises exported Mixture-of-Experts blocks and rewrites "
+                "each into one moe.layer.";
+  let description = [{
+    Finds the "gathered experts" form that Hugging Face transformers'
+    batched_mm implementation exports (both torch.onnx exporters): softmax
+    router and top-k, per (token, slot) expert weights gathered from 3-D
+    weights, batched SiLU-gated FFN, routing-weighted sum over the slots.
+    Each match becomes a moe.layer whose weights are transposes and slices
+    of the original weights (the runtime folds them when loading); the
+    matched ops are erased. A subgraph that differs in any checked detail is
+    left as it is.
+
+    ```mlir
+    // before: moe.gemm, moe.softmax, moe.top_k, moe.gather (x2),
+    //         moe.matmul (x2), moe.split, moe.sigmoid, moe.mul, moe.reduce...
+    // after:
+    %y = moe.layer %x router(%wr) experts(up %u down %d gate %g)
+        top_k = 2 score = softmax normalize activation = swiglu : ...
+    ```
+  }];
+  let dependentDialects = ["::moe::MoEDialect"];
+}
+
 #endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD

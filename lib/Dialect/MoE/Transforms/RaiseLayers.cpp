@@ -1,0 +1,322 @@
+//===- RaiseLayers.cpp - recognise MoE blocks in imported graphs ----------===//
+//
+// Part of moe-compiler.
+//
+// Exported Mixture-of-Experts blocks arrive as dozens of graph ops. This pass
+// finds them and rewrites each into one moe.layer, which the planner,
+// partitioner and kernels understand. It recognises the "gathered experts"
+// form that transformers' batched_mm implementation exports (see
+// docs/design/hf-moe-export-patterns.md, section A): per (token, slot) pair,
+// the slot's expert weights are gathered from 3-D weights and applied with a
+// batched MatMul, and the K results are summed with their routing weights.
+//
+// Matching starts at the final sum over the K slots and walks up to the
+// router. Every step checks shapes and operand roles; anything unexpected
+// leaves the graph untouched, so a raised layer always computes what the
+// subgraph did (the e2e tests compare both against onnxruntime).
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Dialect/MoE/IR/MoEOps.h"
+#include "moe/Dialect/MoE/Transforms/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/RegionUtils.h"
+#include "llvm/Support/Debug.h"
+
+#define DEBUG_TYPE "moe-raise-layers"
+
+namespace moe {
+#define GEN_PASS_DEF_RAISELAYERSPASS
+#include "moe/Dialect/MoE/Transforms/Passes.h.inc"
+} // namespace moe
+
+using namespace mlir;
+using namespace moe;
+
+namespace {
+
+ArrayRef<int64_t> shapeOf(Value value) {
+  return cast<RankedTensorType>(value.getType()).getShape();
+}
+
+/// Follows reshapes up to the value they reshape.
+Value stripReshapes(Value value) {
+  while (auto reshape = value.getDefiningOp<ReshapeOp>()) {
+    if (reshape.getShape())
+      break;
+    value = reshape.getInput();
+  }
+  return value;
+}
+
+/// What the matcher found; everything needed to build the moe.layer.
+struct GatheredExperts {
+  Value tokens;       ///< [T, H]
+  Value routerWeight; ///< [H, E] (before a transpose for Gemm transB)
+  bool routerTransposed = false;
+  int64_t topK = 0;
+  bool normalize = false;
+  Value gateUpWeights; ///< [E, 2I, H], gate rows first
+  Value downWeights;   ///< [E, H, I]
+  ActivationKind activation = ActivationKind::swiglu;
+};
+
+/// `value` as a matmul of gathered per-slot weights with a column vector:
+/// reshape([TK, O, 1] = matmul(gather(W[E, O, N], indices), reshape(x))).
+/// Returns W, the gather indices and the [TK, N, 1] column operand.
+struct GatheredMatVec {
+  Value weights, indices, vector;
+};
+
+FailureOr<GatheredMatVec> matchGatheredMatVec(Value value) {
+  auto reshape = value.getDefiningOp<ReshapeOp>();
+  if (!reshape)
+    return failure();
+  auto matmul = reshape.getInput().getDefiningOp<MatMulOp>();
+  if (!matmul || shapeOf(matmul.getResult()).size() != 3 ||
+      shapeOf(matmul.getResult())[2] != 1)
+    return failure();
+  auto gather = matmul.getLhs().getDefiningOp<GatherOp>();
+  if (!gather || gather.getAxis() != 0 ||
+      shapeOf(gather.getData()).size() != 3 ||
+      shapeOf(gather.getIndices()).size() != 1)
+    return failure();
+  ArrayRef<int64_t> column = shapeOf(matmul.getRhs());
+  if (column.size() != 3 || column[2] != 1)
+    return failure();
+  return GatheredMatVec{gather.getData(), gather.getIndices(), matmul.getRhs()};
+}
+
+/// silu(g) * u with g, u the two halves of `h` along axis 1; returns h.
+FailureOr<Value> matchSwiGLU(Value value) {
+  auto mul = value.getDefiningOp<MulOp>();
+  if (!mul)
+    return failure();
+  for (auto [gated, up] : {std::pair(mul.getLhs(), mul.getRhs()),
+                           std::pair(mul.getRhs(), mul.getLhs())}) {
+    Value gate;
+    if (auto silu = gated.getDefiningOp<SiluOp>()) {
+      gate = silu.getInput();
+    } else if (auto inner = gated.getDefiningOp<MulOp>()) {
+      // g * sigmoid(g)
+      for (auto [x, s] : {std::pair(inner.getLhs(), inner.getRhs()),
+                          std::pair(inner.getRhs(), inner.getLhs())}) {
+        auto sigmoid = s.getDefiningOp<SigmoidOp>();
+        if (sigmoid && sigmoid.getInput() == x)
+          gate = x;
+      }
+    }
+    if (!gate)
+      continue;
+    auto split = gate.getDefiningOp<SplitOp>();
+    if (!split || split.getNumResults() != 2 || split.getAxis() != 1 ||
+        gate != split.getResult(0) || up != split.getResult(1) ||
+        shapeOf(gate) != shapeOf(up))
+      continue;
+    return split.getInput();
+  }
+  return failure();
+}
+
+/// The token repeat of transformers' batched_mm: [T, H] tokens expanded to
+/// [T, K, H] and flattened to [T*K, H]. Returns the [T, H] tokens.
+FailureOr<Value> matchTokenRepeat(Value repeated, int64_t topK) {
+  if (topK == 1) {
+    // One slot per token: the repeat is the identity, possibly reshaped.
+    for (Value value = repeated;;) {
+      if (shapeOf(value).size() == 2)
+        return value;
+      auto reshape = value.getDefiningOp<ReshapeOp>();
+      if (!reshape || reshape.getShape())
+        return failure();
+      value = reshape.getInput();
+    }
+  }
+  auto expand = stripReshapes(repeated).getDefiningOp<ExpandOp>();
+  if (!expand)
+    return failure();
+  ArrayRef<int64_t> expanded = shapeOf(expand.getResult());
+  ArrayRef<int64_t> input = shapeOf(expand.getInput());
+  if (expanded.size() != 3 || input.size() != 3 || input[1] != 1 ||
+      expanded[1] != topK || input[0] != expanded[0])
+    return failure();
+  auto unsqueeze = expand.getInput().getDefiningOp<ReshapeOp>();
+  if (!unsqueeze || shapeOf(unsqueeze.getInput()).size() != 2)
+    return failure();
+  return unsqueeze.getInput();
+}
+
+/// Routing weights per (token, slot) flattened to [T*K, 1]: the top-k
+/// values, optionally divided by their sum. Fills topK, normalize, router.
+LogicalResult matchRouting(Value weights, Value indices,
+                           GatheredExperts &match) {
+  Value routed = stripReshapes(weights);
+  TopKOp topK;
+  if (auto div = routed.getDefiningOp<DivOp>()) {
+    auto sum = div.getRhs().getDefiningOp<ReduceOp>();
+    if (!sum || sum.getKind() != ReduceKind::sum || !sum.getKeepDims() ||
+        sum.getInput() != div.getLhs())
+      return failure();
+    topK = div.getLhs().getDefiningOp<TopKOp>();
+    match.normalize = true;
+    if (!topK || div.getLhs() != topK.getValues())
+      return failure();
+  } else {
+    topK = routed.getDefiningOp<TopKOp>();
+    if (!topK || routed != topK.getValues())
+      return failure();
+  }
+  int64_t rank = shapeOf(topK.getInput()).size();
+  if (topK.getSmallest() || rank != 2 ||
+      (static_cast<int64_t>(topK.getAxis()) != -1 &&
+       static_cast<int64_t>(topK.getAxis()) != 1) ||
+      stripReshapes(indices) != topK.getIndices())
+    return failure();
+  match.topK = topK.getK();
+  auto softmax = topK.getInput().getDefiningOp<SoftmaxOp>();
+  if (!softmax || (static_cast<int64_t>(softmax.getAxis()) != -1 &&
+                   static_cast<int64_t>(softmax.getAxis()) != 1))
+    return failure();
+  Value logits = softmax.getInput();
+  Value routerInput;
+  if (auto gemm = logits.getDefiningOp<GemmOp>()) {
+    if (gemm.getC() || gemm.getTransA() || !gemm.getTransB() ||
+        gemm.getAlpha().convertToFloat() != 1.0f)
+      return failure();
+    routerInput = gemm.getA();
+    match.routerWeight = gemm.getB();
+    match.routerTransposed = true;
+  } else if (auto matmul = logits.getDefiningOp<MatMulOp>()) {
+    if (shapeOf(matmul.getRhs()).size() != 2)
+      return failure();
+    routerInput = matmul.getLhs();
+    match.routerWeight = matmul.getRhs();
+  } else {
+    return failure();
+  }
+  // The router must read the same tokens as the experts.
+  if (stripReshapes(routerInput) != stripReshapes(match.tokens) ||
+      shapeOf(routerInput) != shapeOf(match.tokens))
+    return failure();
+  match.tokens = routerInput;
+  return success();
+}
+
+FailureOr<GatheredExperts> matchGatheredExperts(ReduceOp sum) {
+  GatheredExperts match;
+  // sum over the K slots of [T, K, H].
+  ArrayRef<int64_t> slots = shapeOf(sum.getInput());
+  if (sum.getKind() != ReduceKind::sum || sum.getKeepDims() ||
+      slots.size() != 3 || sum.getAxes().size() != 1 ||
+      (sum.getAxes()[0] != 1 && sum.getAxes()[0] != -2))
+    return failure();
+  int64_t tokens = slots[0], topK = slots[1], hidden = slots[2];
+  auto weighted = stripReshapes(sum.getInput()).getDefiningOp<MulOp>();
+  if (!weighted)
+    return failure();
+  for (auto [expertOut, routing] :
+       {std::pair(weighted.getLhs(), weighted.getRhs()),
+        std::pair(weighted.getRhs(), weighted.getLhs())}) {
+    if (shapeOf(expertOut) != ArrayRef<int64_t>{tokens * topK, hidden} ||
+        shapeOf(routing) != ArrayRef<int64_t>{tokens * topK, 1})
+      continue;
+    FailureOr<GatheredMatVec> down = matchGatheredMatVec(expertOut);
+    if (failed(down))
+      continue;
+    FailureOr<Value> fused = matchSwiGLU(stripReshapes(down->vector));
+    if (failed(fused))
+      continue;
+    FailureOr<GatheredMatVec> gateUp = matchGatheredMatVec(*fused);
+    if (failed(gateUp) ||
+        stripReshapes(gateUp->indices) != stripReshapes(down->indices))
+      continue;
+    FailureOr<Value> repeated = matchTokenRepeat(gateUp->vector, topK);
+    if (failed(repeated))
+      continue;
+    ArrayRef<int64_t> gateUpShape = shapeOf(gateUp->weights);
+    ArrayRef<int64_t> downShape = shapeOf(down->weights);
+    int64_t inter = gateUpShape[1] / 2;
+    if (gateUpShape[1] % 2 != 0 || gateUpShape[2] != hidden ||
+        downShape[0] != gateUpShape[0] || downShape[1] != hidden ||
+        downShape[2] != inter)
+      continue;
+    match.tokens = *repeated;
+    match.gateUpWeights = gateUp->weights;
+    match.downWeights = down->weights;
+    if (failed(matchRouting(routing, gateUp->indices, match)))
+      continue;
+    if (match.topK != topK || shapeOf(match.tokens)[0] != tokens)
+      continue;
+    return match;
+  }
+  return failure();
+}
+
+Value transposeLastTwo(OpBuilder &builder, Location loc, Value value) {
+  ArrayRef<int64_t> shape = shapeOf(value);
+  SmallVector<int64_t> permutation = {0, 2, 1};
+  SmallVector<int64_t> result = {shape[0], shape[2], shape[1]};
+  if (shape.size() == 2) {
+    permutation = {1, 0};
+    result = {shape[1], shape[0]};
+  }
+  auto type = RankedTensorType::get(
+      result, cast<RankedTensorType>(value.getType()).getElementType());
+  return TransposeOp::create(builder, loc, type, value, permutation);
+}
+
+Value sliceRows(OpBuilder &builder, Location loc, Value value, int64_t start,
+                int64_t size) {
+  SmallVector<int64_t> shape(shapeOf(value));
+  shape[1] = size;
+  auto type = RankedTensorType::get(
+      shape, cast<RankedTensorType>(value.getType()).getElementType());
+  return SliceOp::create(builder, loc, type, value, ArrayRef<int64_t>{start},
+                         ArrayRef<int64_t>{start + size}, ArrayRef<int64_t>{1},
+                         ArrayRef<int64_t>{1});
+}
+
+void raise(ReduceOp sum, const GatheredExperts &match) {
+  OpBuilder builder(sum);
+  Location loc = sum.getLoc();
+  int64_t inter = shapeOf(match.gateUpWeights)[1] / 2;
+  Value router = match.routerTransposed
+                     ? transposeLastTwo(builder, loc, match.routerWeight)
+                     : match.routerWeight;
+  // [E, 2I, H] out-major rows: gate rows first, then up rows.
+  Value gate = transposeLastTwo(
+      builder, loc, sliceRows(builder, loc, match.gateUpWeights, 0, inter));
+  Value up = transposeLastTwo(
+      builder, loc, sliceRows(builder, loc, match.gateUpWeights, inter, inter));
+  Value down = transposeLastTwo(builder, loc, match.downWeights);
+  auto layer = LayerOp::create(
+      builder, loc, sum.getResult().getType(), match.tokens, router,
+      /*router_bias=*/Value(), /*correction_bias=*/Value(), gate, up, down,
+      Value(), Value(), Value(), Value(), Value(), Value(), Value(), match.topK,
+      ScoreFunction::softmax, match.normalize, match.activation,
+      /*num_groups=*/1, /*top_k_groups=*/1, llvm::APFloat(1.0),
+      /*capacity_factor=*/FloatAttr());
+  LLVM_DEBUG(llvm::dbgs() << "raised " << layer << "\n");
+  sum.getResult().replaceAllUsesWith(layer.getResult());
+}
+
+struct RaiseLayersPass
+    : public moe::impl::RaiseLayersPassBase<RaiseLayersPass> {
+  void runOnOperation() override {
+    SmallVector<std::pair<ReduceOp, GatheredExperts>> found;
+    getOperation()->walk([&](ReduceOp sum) {
+      FailureOr<GatheredExperts> match = matchGatheredExperts(sum);
+      if (succeeded(match))
+        found.emplace_back(sum, *match);
+    });
+    for (auto &[sum, match] : found)
+      raise(sum, match);
+    // The matched subgraphs are dead now; erase them.
+    IRRewriter rewriter(&getContext());
+    (void)runRegionDCE(rewriter, getOperation()->getRegions());
+  }
+};
+
+} // namespace

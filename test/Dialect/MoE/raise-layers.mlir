@@ -1,0 +1,114 @@
+// RUN: moe-opt %s -moe-raise-layers -split-input-file | FileCheck %s
+
+// The batched_mm form of a Mixtral block as the dynamo exporter writes it
+// (after import): softmax router, renormalised top-2, gathered SwiGLU experts,
+// weighted sum over the slots. T = 4 tokens, H = 8, E = 4 experts, I = 6.
+// CHECK-LABEL: func.func @mixtral_gathered
+// CHECK-SAME: (%[[X:.*]]: tensor<4x8xf32>, %[[WR:.*]]: tensor<4x8xf32>, %[[WGU:.*]]: tensor<4x12x8xf32>, %[[WD:.*]]: tensor<4x8x6xf32>)
+// CHECK-DAG: %[[ROUTER:.*]] = moe.transpose %[[WR]] permutation = [1, 0] : tensor<4x8xf32> -> tensor<8x4xf32>
+// CHECK-DAG: %[[GS:.*]] = moe.slice %[[WGU]] starts = [0] ends = [6] axes = [1] steps = [1] : tensor<4x12x8xf32> -> tensor<4x6x8xf32>
+// CHECK-DAG: %[[GATE:.*]] = moe.transpose %[[GS]] permutation = [0, 2, 1] : tensor<4x6x8xf32> -> tensor<4x8x6xf32>
+// CHECK-DAG: %[[US:.*]] = moe.slice %[[WGU]] starts = [6] ends = [12] axes = [1] steps = [1]
+// CHECK-DAG: %[[UP:.*]] = moe.transpose %[[US]] permutation = [0, 2, 1]
+// CHECK-DAG: %[[DOWN:.*]] = moe.transpose %[[WD]] permutation = [0, 2, 1] : tensor<4x8x6xf32> -> tensor<4x6x8xf32>
+// CHECK: %[[Y:.*]] = moe.layer %[[X]] router(%[[ROUTER]]) experts(up %[[UP]] down %[[DOWN]] gate %[[GATE]]) top_k = 2 score = softmax normalize activation = swiglu
+// CHECK-NOT: moe.gather
+// CHECK-NOT: moe.top_k
+// CHECK: return %[[Y]]
+func.func @mixtral_gathered(%x: tensor<4x8xf32>, %wr: tensor<4x8xf32>,
+                            %wgu: tensor<4x12x8xf32>, %wd: tensor<4x8x6xf32>)
+    -> tensor<4x8xf32> {
+  %logits = moe.gemm %x, %wr trans_b : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x4xf32>
+  %p = moe.softmax %logits axis = -1 : tensor<4x4xf32>
+  %v, %i = moe.top_k %p k = 2 axis = -1 : tensor<4x4xf32> -> tensor<4x2xf32>, tensor<4x2xi64>
+  %s = moe.reduce sum %v axes = [-1] keep_dims : tensor<4x2xf32> -> tensor<4x1xf32>
+  %w = moe.div %v, %s : (tensor<4x2xf32>, tensor<4x1xf32>) -> tensor<4x2xf32>
+  %x3 = moe.reshape %x : (tensor<4x8xf32>) -> tensor<4x1x8xf32>
+  %xe = moe.expand %x3 : tensor<4x1x8xf32> -> tensor<4x2x8xf32>
+  %xr = moe.reshape %xe : (tensor<4x2x8xf32>) -> tensor<8x8xf32>
+  %xc = moe.reshape %xr : (tensor<8x8xf32>) -> tensor<8x8x1xf32>
+  %ie = moe.reshape %i : (tensor<4x2xi64>) -> tensor<8xi64>
+  %gu = moe.gather %wgu[%ie] axis = 0 : (tensor<4x12x8xf32>, tensor<8xi64>) -> tensor<8x12x8xf32>
+  %h3 = moe.matmul %gu, %xc : (tensor<8x12x8xf32>, tensor<8x8x1xf32>) -> tensor<8x12x1xf32>
+  %h = moe.reshape %h3 : (tensor<8x12x1xf32>) -> tensor<8x12xf32>
+  %g, %u = moe.split %h axis = 1 : tensor<8x12xf32> -> tensor<8x6xf32>, tensor<8x6xf32>
+  %sg = moe.sigmoid %g : tensor<8x6xf32>
+  %silu = moe.mul %g, %sg : (tensor<8x6xf32>, tensor<8x6xf32>) -> tensor<8x6xf32>
+  %a = moe.mul %silu, %u : (tensor<8x6xf32>, tensor<8x6xf32>) -> tensor<8x6xf32>
+  %ac = moe.reshape %a : (tensor<8x6xf32>) -> tensor<8x6x1xf32>
+  %d = moe.gather %wd[%ie] axis = 0 : (tensor<4x8x6xf32>, tensor<8xi64>) -> tensor<8x8x6xf32>
+  %y3 = moe.matmul %d, %ac : (tensor<8x8x6xf32>, tensor<8x6x1xf32>) -> tensor<8x8x1xf32>
+  %y = moe.reshape %y3 : (tensor<8x8x1xf32>) -> tensor<8x8xf32>
+  %wf = moe.reshape %w : (tensor<4x2xf32>) -> tensor<8x1xf32>
+  %yw = moe.mul %y, %wf : (tensor<8x8xf32>, tensor<8x1xf32>) -> tensor<8x8xf32>
+  %yk = moe.reshape %yw : (tensor<8x8xf32>) -> tensor<4x2x8xf32>
+  %out = moe.reduce sum %yk axes = [1] : tensor<4x2x8xf32> -> tensor<4x8xf32>
+  return %out : tensor<4x8xf32>
+}
+
+// -----
+
+// Without renormalisation (Qwen2-MoE, OLMoE) the raw top-k probabilities
+// weight the slots; a MatMul router keeps its [H, E] weight.
+// CHECK-LABEL: func.func @no_renormalisation
+// CHECK: moe.layer %{{.*}} router(%{{.*}}) experts({{.*}}) top_k = 2 score = softmax activation = swiglu
+func.func @no_renormalisation(%x: tensor<4x8xf32>, %wr: tensor<8x4xf32>,
+                              %wgu: tensor<4x12x8xf32>, %wd: tensor<4x8x6xf32>)
+    -> tensor<4x8xf32> {
+  %logits = moe.matmul %x, %wr : (tensor<4x8xf32>, tensor<8x4xf32>) -> tensor<4x4xf32>
+  %p = moe.softmax %logits axis = -1 : tensor<4x4xf32>
+  %v, %i = moe.top_k %p k = 2 axis = -1 : tensor<4x4xf32> -> tensor<4x2xf32>, tensor<4x2xi64>
+  %x3 = moe.reshape %x : (tensor<4x8xf32>) -> tensor<4x1x8xf32>
+  %xe = moe.expand %x3 : tensor<4x1x8xf32> -> tensor<4x2x8xf32>
+  %xc = moe.reshape %xe : (tensor<4x2x8xf32>) -> tensor<8x8x1xf32>
+  %ie = moe.reshape %i : (tensor<4x2xi64>) -> tensor<8xi64>
+  %gu = moe.gather %wgu[%ie] axis = 0 : (tensor<4x12x8xf32>, tensor<8xi64>) -> tensor<8x12x8xf32>
+  %h3 = moe.matmul %gu, %xc : (tensor<8x12x8xf32>, tensor<8x8x1xf32>) -> tensor<8x12x1xf32>
+  %h = moe.reshape %h3 : (tensor<8x12x1xf32>) -> tensor<8x12xf32>
+  %g, %u = moe.split %h axis = 1 : tensor<8x12xf32> -> tensor<8x6xf32>, tensor<8x6xf32>
+  %silu = moe.silu %g : tensor<8x6xf32>
+  %a = moe.mul %silu, %u : (tensor<8x6xf32>, tensor<8x6xf32>) -> tensor<8x6xf32>
+  %ac = moe.reshape %a : (tensor<8x6xf32>) -> tensor<8x6x1xf32>
+  %d = moe.gather %wd[%ie] axis = 0 : (tensor<4x8x6xf32>, tensor<8xi64>) -> tensor<8x8x6xf32>
+  %y3 = moe.matmul %d, %ac : (tensor<8x8x6xf32>, tensor<8x6x1xf32>) -> tensor<8x8x1xf32>
+  %y = moe.reshape %y3 : (tensor<8x8x1xf32>) -> tensor<8x8xf32>
+  %wf = moe.reshape %v : (tensor<4x2xf32>) -> tensor<8x1xf32>
+  %yw = moe.mul %wf, %y : (tensor<8x1xf32>, tensor<8x8xf32>) -> tensor<8x8xf32>
+  %yk = moe.reshape %yw : (tensor<8x8xf32>) -> tensor<4x2x8xf32>
+  %out = moe.reduce sum %yk axes = [1] : tensor<4x2x8xf32> -> tensor<4x8xf32>
+  return %out : tensor<4x8xf32>
+}
+
+// -----
+
+// Gate and up swapped (silu applied to the second half): a different
+// function, so nothing is raised.
+// CHECK-LABEL: func.func @swapped_halves_stay
+// CHECK-NOT: moe.layer
+// CHECK: moe.top_k
+func.func @swapped_halves_stay(%x: tensor<4x8xf32>, %wr: tensor<8x4xf32>,
+                               %wgu: tensor<4x12x8xf32>, %wd: tensor<4x8x6xf32>)
+    -> tensor<4x8xf32> {
+  %logits = moe.matmul %x, %wr : (tensor<4x8xf32>, tensor<8x4xf32>) -> tensor<4x4xf32>
+  %p = moe.softmax %logits axis = -1 : tensor<4x4xf32>
+  %v, %i = moe.top_k %p k = 2 axis = -1 : tensor<4x4xf32> -> tensor<4x2xf32>, tensor<4x2xi64>
+  %x3 = moe.reshape %x : (tensor<4x8xf32>) -> tensor<4x1x8xf32>
+  %xe = moe.expand %x3 : tensor<4x1x8xf32> -> tensor<4x2x8xf32>
+  %xc = moe.reshape %xe : (tensor<4x2x8xf32>) -> tensor<8x8x1xf32>
+  %ie = moe.reshape %i : (tensor<4x2xi64>) -> tensor<8xi64>
+  %gu = moe.gather %wgu[%ie] axis = 0 : (tensor<4x12x8xf32>, tensor<8xi64>) -> tensor<8x12x8xf32>
+  %h3 = moe.matmul %gu, %xc : (tensor<8x12x8xf32>, tensor<8x8x1xf32>) -> tensor<8x12x1xf32>
+  %h = moe.reshape %h3 : (tensor<8x12x1xf32>) -> tensor<8x12xf32>
+  %g, %u = moe.split %h axis = 1 : tensor<8x12xf32> -> tensor<8x6xf32>, tensor<8x6xf32>
+  %silu = moe.silu %u : tensor<8x6xf32>
+  %a = moe.mul %silu, %g : (tensor<8x6xf32>, tensor<8x6xf32>) -> tensor<8x6xf32>
+  %ac = moe.reshape %a : (tensor<8x6xf32>) -> tensor<8x6x1xf32>
+  %d = moe.gather %wd[%ie] axis = 0 : (tensor<4x8x6xf32>, tensor<8xi64>) -> tensor<8x8x6xf32>
+  %y3 = moe.matmul %d, %ac : (tensor<8x8x6xf32>, tensor<8x6x1xf32>) -> tensor<8x8x1xf32>
+  %y = moe.reshape %y3 : (tensor<8x8x1xf32>) -> tensor<8x8xf32>
+  %wf = moe.reshape %v : (tensor<4x2xf32>) -> tensor<8x1xf32>
+  %yw = moe.mul %wf, %y : (tensor<8x1xf32>, tensor<8x8xf32>) -> tensor<8x8xf32>
+  %yk = moe.reshape %yw : (tensor<8x8xf32>) -> tensor<4x2x8xf32>
+  %out = moe.reduce sum %yk axes = [1] : tensor<4x2x8xf32> -> tensor<4x8xf32>
+  return %out : tensor<4x8xf32>
+}

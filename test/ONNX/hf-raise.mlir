@@ -1,0 +1,17 @@
+// Whole decoder LMs exported by torch.onnx.export (dynamo, transformers'
+// batched_mm experts): every MoE block becomes one moe.layer and no expert
+// gather is left. Models: test/ONNX/models/hf (examples/onnx/export_hf_moe.py);
+// the e2e tests check that the raised programs match onnxruntime.
+
+// RUN: moe-translate --import-onnx %S/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=2,seq=5 | moe-opt -moe-raise-layers | FileCheck %s --check-prefix=MIXTRAL
+// MIXTRAL-COUNT-2: moe.layer {{.*}} top_k = 2 score = softmax normalize activation = swiglu
+// MIXTRAL-NOT: moe.gather %{{.*}} : (tensor<8x
+
+// RUN: moe-translate --import-onnx %S/models/hf/qwen2_moe-batched_mm-dynamo.onnx --dim-params=batch=2,seq=5 | moe-opt -moe-raise-layers | FileCheck %s --check-prefix=QWEN
+// QWEN-COUNT-2: moe.layer {{.*}} top_k = 2 score = softmax activation = swiglu
+
+// RUN: moe-translate --import-onnx %S/models/hf/olmoe-batched_mm-dynamo.onnx --dim-params=batch=2,seq=5 | moe-opt -moe-raise-layers | FileCheck %s --check-prefix=OLMOE
+// OLMOE-COUNT-2: moe.layer {{.*}} top_k = 2 score = softmax activation = swiglu
+
+// RUN: moe-translate --import-onnx %S/models/hf/olmoe_top1-batched_mm-dynamo.onnx --dim-params=batch=2,seq=5 | moe-opt -moe-raise-layers | FileCheck %s --check-prefix=TOP1
+// TOP1-COUNT-2: moe.layer {{.*}} top_k = 1 score = softmax activation = swiglu
