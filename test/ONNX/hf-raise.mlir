@@ -8,7 +8,8 @@
 // MIXTRAL-NOT: moe.gather %{{.*}} : (tensor<8x
 
 // RUN: moe-translate --import-onnx %S/models/hf/qwen2_moe-batched_mm-dynamo.onnx --dim-params=batch=2,seq=5 | moe-opt -moe-raise-layers | FileCheck %s --check-prefix=QWEN
-// QWEN-COUNT-2: moe.layer {{.*}} top_k = 2 score = softmax activation = swiglu
+// Qwen2-MoE's shared expert and its sigmoid gate join the layer.
+// QWEN-COUNT-2: moe.layer {{.*}} shared_gate %{{.*}} shared_up %{{.*}} shared_down %{{.*}} shared_expert_gate %{{.*}} top_k = 2 score = softmax activation = swiglu
 
 // RUN: moe-translate --import-onnx %S/models/hf/olmoe-batched_mm-dynamo.onnx --dim-params=batch=2,seq=5 | moe-opt -moe-raise-layers | FileCheck %s --check-prefix=OLMOE
 // OLMOE-COUNT-2: moe.layer {{.*}} top_k = 2 score = softmax activation = swiglu

@@ -112,3 +112,38 @@ func.func @swapped_halves_stay(%x: tensor<4x8xf32>, %wr: tensor<8x4xf32>,
   %out = moe.reduce sum %yk axes = [1] : tensor<4x2x8xf32> -> tensor<4x8xf32>
   return %out : tensor<4x8xf32>
 }
+
+// -----
+
+// A layer plus a Qwen2-MoE shared expert (SwiGLU linears on the same tokens,
+// scaled by sigmoid of a [H, 1] linear) becomes one layer with shared
+// experts; Gemm transB weights are transposed to [in, out].
+// CHECK-LABEL: func.func @shared_expert
+// CHECK-SAME: %[[SG:[^:]*]]: tensor<16x8xf32>, %[[SU:[^:]*]]: tensor<16x8xf32>, %[[SD:[^:]*]]: tensor<8x16xf32>, %[[GW:[^:]*]]: tensor<1x8xf32>
+// CHECK-DAG: %[[SGT:.*]] = moe.transpose %[[SG]] permutation = [1, 0] : tensor<16x8xf32> -> tensor<8x16xf32>
+// CHECK-DAG: %[[SUT:.*]] = moe.transpose %[[SU]] permutation = [1, 0] : tensor<16x8xf32> -> tensor<8x16xf32>
+// CHECK-DAG: %[[SDT:.*]] = moe.transpose %[[SD]] permutation = [1, 0] : tensor<8x16xf32> -> tensor<16x8xf32>
+// CHECK-DAG: %[[GWT:.*]] = moe.transpose %[[GW]] permutation = [1, 0] : tensor<1x8xf32> -> tensor<8x1xf32>
+// CHECK: %[[Y:.*]] = moe.layer {{.*}} shared_gate %[[SGT]] shared_up %[[SUT]] shared_down %[[SDT]] shared_expert_gate %[[GWT]] top_k = 2
+// CHECK-NOT: moe.gemm
+// CHECK: return %[[Y]]
+func.func @shared_expert(%x: tensor<4x8xf32>, %wr: tensor<8x4xf32>,
+                         %wg: tensor<4x8x6xf32>, %wu: tensor<4x8x6xf32>,
+                         %wd: tensor<4x6x8xf32>, %sg: tensor<16x8xf32>,
+                         %su: tensor<16x8xf32>, %sd: tensor<8x16xf32>,
+                         %gw: tensor<1x8xf32>) -> tensor<4x8xf32> {
+  %routed = moe.layer %x router(%wr) experts(up %wu down %wd gate %wg)
+      top_k = 2 score = softmax activation = swiglu
+      : (tensor<4x8xf32>, tensor<8x4xf32>, tensor<4x8x6xf32>, tensor<4x8x6xf32>,
+         tensor<4x6x8xf32>) -> tensor<4x8xf32>
+  %g = moe.gemm %x, %sg trans_b : (tensor<4x8xf32>, tensor<16x8xf32>) -> tensor<4x16xf32>
+  %u = moe.gemm %x, %su trans_b : (tensor<4x8xf32>, tensor<16x8xf32>) -> tensor<4x16xf32>
+  %silu = moe.silu %g : tensor<4x16xf32>
+  %a = moe.mul %silu, %u : (tensor<4x16xf32>, tensor<4x16xf32>) -> tensor<4x16xf32>
+  %s = moe.gemm %a, %sd trans_b : (tensor<4x16xf32>, tensor<8x16xf32>) -> tensor<4x8xf32>
+  %gl = moe.gemm %x, %gw trans_b : (tensor<4x8xf32>, tensor<1x8xf32>) -> tensor<4x1xf32>
+  %gs = moe.sigmoid %gl : tensor<4x1xf32>
+  %scaled = moe.mul %gs, %s : (tensor<4x1xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  %y = moe.add %routed, %scaled : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  return %y : tensor<4x8xf32>
+}

@@ -302,6 +302,124 @@ void raise(ReduceOp sum, const GatheredExperts &match) {
   sum.getResult().replaceAllUsesWith(layer.getResult());
 }
 
+/// A linear layer y = x @ W: MatMul with W [in, out], or Gemm with transB
+/// and W [out, in].
+struct Linear {
+  Value input, weight;
+  bool transposed = false;
+};
+
+FailureOr<Linear> matchLinear(Value value) {
+  if (auto gemm = value.getDefiningOp<GemmOp>()) {
+    if (gemm.getC() || gemm.getTransA() || !gemm.getTransB() ||
+        gemm.getAlpha().convertToFloat() != 1.0f)
+      return failure();
+    return Linear{gemm.getA(), gemm.getB(), true};
+  }
+  if (auto matmul = value.getDefiningOp<MatMulOp>()) {
+    if (shapeOf(matmul.getRhs()).size() != 2)
+      return failure();
+    return Linear{matmul.getLhs(), matmul.getRhs(), false};
+  }
+  return failure();
+}
+
+/// The shared expert of Qwen2-MoE: linear(silu(linear(x)) * linear(x)),
+/// optionally scaled by sigmoid(linear(x)) with a [H, 1] weight.
+struct SharedExpert {
+  Linear gate, up, down;
+  std::optional<Linear> expertGate;
+};
+
+FailureOr<SharedExpert> matchSharedExpert(Value value, Value tokens) {
+  SharedExpert shared;
+  auto readsTokens = [&](const Linear &linear) {
+    return stripReshapes(linear.input) == stripReshapes(tokens) &&
+           shapeOf(linear.input) == shapeOf(tokens);
+  };
+  Value ffn = value;
+  if (auto scale = value.getDefiningOp<MulOp>()) {
+    for (auto [gateSide, ffnSide] :
+         {std::pair(scale.getLhs(), scale.getRhs()),
+          std::pair(scale.getRhs(), scale.getLhs())}) {
+      auto sigmoid = gateSide.getDefiningOp<SigmoidOp>();
+      if (!sigmoid)
+        continue;
+      FailureOr<Linear> gate = matchLinear(sigmoid.getInput());
+      if (failed(gate) || !readsTokens(*gate) ||
+          shapeOf(sigmoid.getInput()).back() != 1)
+        continue;
+      shared.expertGate = *gate;
+      ffn = ffnSide;
+      break;
+    }
+  }
+  FailureOr<Linear> down = matchLinear(ffn);
+  if (failed(down))
+    return failure();
+  auto mul = down->input.getDefiningOp<MulOp>();
+  if (!mul)
+    return failure();
+  for (auto [gated, upValue] : {std::pair(mul.getLhs(), mul.getRhs()),
+                                std::pair(mul.getRhs(), mul.getLhs())}) {
+    Value gateLogits;
+    if (auto silu = gated.getDefiningOp<SiluOp>()) {
+      gateLogits = silu.getInput();
+    } else if (auto inner = gated.getDefiningOp<MulOp>()) {
+      for (auto [x, s] : {std::pair(inner.getLhs(), inner.getRhs()),
+                          std::pair(inner.getRhs(), inner.getLhs())}) {
+        auto sigmoid = s.getDefiningOp<SigmoidOp>();
+        if (sigmoid && sigmoid.getInput() == x)
+          gateLogits = x;
+      }
+    }
+    if (!gateLogits)
+      continue;
+    FailureOr<Linear> gate = matchLinear(gateLogits);
+    FailureOr<Linear> up = matchLinear(upValue);
+    if (failed(gate) || failed(up) || !readsTokens(*gate) || !readsTokens(*up))
+      continue;
+    shared.gate = *gate;
+    shared.up = *up;
+    shared.down = *down;
+    return shared;
+  }
+  return failure();
+}
+
+/// Folds `layer + shared expert` into the layer's shared-expert operands.
+void absorbSharedExpert(LayerOp layer) {
+  if (layer.hasSharedExperts() || !layer.getResult().hasOneUse() ||
+      layer.getActivation() != ActivationKind::swiglu)
+    return;
+  auto add = dyn_cast<AddOp>(*layer.getResult().getUsers().begin());
+  if (!add || add.getResult().getType() != layer.getResult().getType())
+    return;
+  Value other = add.getLhs() == layer.getResult() ? add.getRhs() : add.getLhs();
+  FailureOr<SharedExpert> shared = matchSharedExpert(other, layer.getInput());
+  if (failed(shared))
+    return;
+  OpBuilder builder(add);
+  Location loc = add.getLoc();
+  auto asInOut = [&](const Linear &linear) {
+    return linear.transposed ? transposeLastTwo(builder, loc, linear.weight)
+                             : linear.weight;
+  };
+  Value expertGate =
+      shared->expertGate ? asInOut(*shared->expertGate) : Value();
+  auto fused = LayerOp::create(
+      builder, loc, layer.getResult().getType(), layer.getInput(),
+      layer.getRouterWeight(), layer.getRouterBias(), layer.getCorrectionBias(),
+      layer.getGateWeight(), layer.getUpWeight(), layer.getDownWeight(),
+      layer.getGateBias(), layer.getUpBias(), layer.getDownBias(),
+      asInOut(shared->gate), asInOut(shared->up), asInOut(shared->down),
+      expertGate, layer.getTopKAttr(), layer.getScoreAttr(),
+      layer.getNormalizeAttr(), layer.getActivationAttr(),
+      layer.getNumGroupsAttr(), layer.getTopKGroupsAttr(),
+      layer.getRoutedScalingFactorAttr(), layer.getCapacityFactorAttr());
+  add.getResult().replaceAllUsesWith(fused.getResult());
+}
+
 struct RaiseLayersPass
     : public moe::impl::RaiseLayersPassBase<RaiseLayersPass> {
   void runOnOperation() override {
@@ -313,6 +431,10 @@ struct RaiseLayersPass
     });
     for (auto &[sum, match] : found)
       raise(sum, match);
+    SmallVector<LayerOp> layers;
+    getOperation()->walk([&](LayerOp layer) { layers.push_back(layer); });
+    for (LayerOp layer : layers)
+      absorbSharedExpert(layer);
     // The matched subgraphs are dead now; erase them.
     IRRewriter rewriter(&getContext());
     (void)runRegionDCE(rewriter, getOperation()->getRegions());
