@@ -135,8 +135,9 @@ Status Executor::create(Program program, const std::string &programDirectory,
   if (!status)
     return status;
 
-  // Allocate every result once; results of operations on weights and
-  // constants only are computed now and never again.
+  // Operations whose operands are all weights or constants (layout changes
+  // of weights) are static: they run now, once. Every other result is
+  // allocated once and reused by every run.
   self.kernels_.resize(p.operations.size());
   for (size_t i = 0; i < p.operations.size(); ++i) {
     const Operation &op = p.operations[i];
@@ -148,17 +149,69 @@ Status Executor::create(Program program, const std::string &programDirectory,
     for (int operand : op.operands)
       if (operand >= 0 && !self.isStatic_[operand])
         isStatic = false;
-    for (size_t r = 0; r < op.results.size(); ++r) {
-      self.values_[op.results[r]] =
-          Tensor(op.resultTypes[r].dtype, op.resultTypes[r].shape);
-      self.isStatic_[op.results[r]] = isStatic;
-    }
-    if (isStatic) {
-      status = self.runOperation(i);
-      if (!status)
-        return status;
+    for (int result : op.results)
+      self.isStatic_[result] = isStatic;
+  }
+  // A static value is kept when runs read it; otherwise it is released right
+  // after its last static use, so the copies made while changing layouts
+  // (and the mapped pages they were read from) never pile up.
+  std::vector<bool> needed(p.numValues, false);
+  std::vector<int> staticUses(p.numValues, 0);
+  for (const Operation &op : p.operations) {
+    bool isStatic = self.isStatic_[op.results.front()];
+    for (int operand : op.operands) {
+      if (operand < 0)
+        continue;
+      if (isStatic)
+        ++staticUses[operand];
+      else
+        needed[operand] = true;
     }
   }
+  for (const OutputDecl &output : p.outputs)
+    needed[output.id] = true;
+  auto release = [&](int value) {
+    if (!self.isStatic_[value] || needed[value] || staticUses[value] > 0)
+      return;
+    auto view = self.weightViews_.find(value);
+    if (view != self.weightViews_.end()) {
+      // Drop the resident pages of a mapped weight nobody reads any more.
+      uintptr_t begin = reinterpret_cast<uintptr_t>(view->second.first);
+      uintptr_t end = begin + view->second.second;
+      uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+      begin = (begin + page - 1) / page * page;
+      end = end / page * page;
+      if (end > begin)
+        ::madvise(reinterpret_cast<void *>(begin), end - begin, MADV_DONTNEED);
+      self.weightViews_.erase(view);
+    }
+    self.values_[value] = Tensor();
+  };
+  for (size_t i = 0; i < p.operations.size(); ++i) {
+    const Operation &op = p.operations[i];
+    for (size_t r = 0; r < op.results.size(); ++r)
+      self.values_[op.results[r]] =
+          Tensor(op.resultTypes[r].dtype, op.resultTypes[r].shape);
+    if (!self.isStatic_[op.results.front()])
+      continue;
+    status = self.runOperation(i);
+    if (!status)
+      return status;
+    for (int operand : op.operands) {
+      if (operand >= 0) {
+        --staticUses[operand];
+        release(operand);
+      }
+    }
+    for (int result : op.results)
+      release(result);
+  }
+  for (int value = 0; value < p.numValues; ++value)
+    release(value);
+  self.weightBytes_ = 0;
+  for (int value = 0; value < p.numValues; ++value)
+    if (self.isStatic_[value] && needed[value])
+      self.weightBytes_ += self.values_[value].sizeInBytes();
   return Status::success();
 }
 
@@ -198,6 +251,7 @@ Status Executor::loadWeights(const std::string &programDirectory) {
       // Zero copy: the kernels read the mapped pages directly.
       tensor = Tensor(weight.type.dtype, weight.type.shape,
                       const_cast<uint8_t *>(bytes), mapping);
+      weightViews_[weight.id] = {bytes, static_cast<size_t>(weight.length)};
     } else {
       // Sliced or misaligned (initializers inside a protobuf start anywhere):
       // copy only the box this rank owns.
@@ -207,7 +261,6 @@ Status Executor::loadWeights(const std::string &programDirectory) {
       copyBox(bytes, weight.fullShape, offsets, weight.type.shape, elementSize,
               tensor.as<uint8_t>());
     }
-    weightBytes_ += tensor.sizeInBytes();
     values_[weight.id] = std::move(tensor);
     isStatic_[weight.id] = true;
   }

@@ -41,6 +41,25 @@ Status detail::sgemm(const std::string &op, bool transA, bool transB, int64_t m,
       return fail(op, "matrix dimension ", value, " exceeds BLAS's limit of ",
                   blasLimit);
   }
+  if (m <= 4) {
+    // A few rows (decoding, experts that got one or two tokens): sgemv per
+    // row streams B once, where sgemm would first pack all of it.
+    for (int64_t i = 0; i < m; ++i) {
+      const float *row = transA ? a + i : a + i * lda;
+      blasint rowStride = transA ? static_cast<blasint>(lda) : 1;
+      if (transB)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<blasint>(n),
+                    static_cast<blasint>(k), alpha, b,
+                    static_cast<blasint>(ldb), row, rowStride, beta,
+                    c + i * ldc, 1);
+      else
+        cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<blasint>(k),
+                    static_cast<blasint>(n), alpha, b,
+                    static_cast<blasint>(ldb), row, rowStride, beta,
+                    c + i * ldc, 1);
+    }
+    return Status::success();
+  }
   cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
               transB ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
               static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,

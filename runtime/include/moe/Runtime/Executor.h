@@ -16,6 +16,7 @@
 #include "moe/Runtime/Kernels.h"
 #include "moe/Runtime/Program.h"
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,7 +46,8 @@ public:
              std::vector<const Tensor *> &outputs,
              std::vector<OpTiming> *timings = nullptr);
 
-  /// Bytes of weights this rank holds (mapped or copied).
+  /// Bytes of weights (and constants) this rank holds for its runs, after
+  /// their layout changes.
   int64_t weightBytes() const { return weightBytes_; }
 
 private:
@@ -58,6 +60,8 @@ private:
   std::vector<Tensor> values_;
   std::vector<bool> isStatic_;
   std::vector<KernelFn> kernels_;
+  /// Weights that are views of mapped files: their bytes, by value.
+  std::map<int, std::pair<const void *, size_t>> weightViews_;
   int64_t weightBytes_ = 0;
 };
 
