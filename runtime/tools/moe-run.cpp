@@ -42,6 +42,11 @@ options:
   --iterations N          timed runs (default 10)
   --threads N             threads for kernels (default 1)
   --seed S                seed for random inputs (default 0)
+  --trace FILE            write a Chrome trace (chrome://tracing, Perfetto) of
+                          one extra run: one event per operation, pid = rank,
+                          compute and communication on separate tracks
+  --expert-load FILE      write tokens per expert of every MoE layer of the
+                          last run as JSON lines, with max / mean
   --help                  this text
 
 example:
@@ -69,6 +74,7 @@ struct Options {
   double rtol = 1e-4, atol = 1e-5;
   int warmup = 1, iterations = 10, threads = 1;
   unsigned seed = 0;
+  std::string trace, expertLoad;
 };
 
 bool parseNumber(const char *text, double &value) {
@@ -93,6 +99,10 @@ int parseArgs(int argc, char **argv, Options &options) {
     if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
+    } else if (arg == "--trace" || arg == "--expert-load") {
+      if (!value(text))
+        return 2;
+      (arg == "--trace" ? options.trace : options.expertLoad) = text;
     } else if (arg == "--inputs" || arg == "--outputs" || arg == "--compare") {
       if (!value(text))
         return 2;
@@ -224,6 +234,91 @@ int64_t tokensPerRun(const Program &program) {
   return std::max<int64_t>(count, 1);
 }
 
+/// Writes `text` through a temporary file renamed at the end.
+Status writeTextFile(const std::string &path, const std::string &text) {
+  std::string temporary = path + ".partial";
+  std::FILE *file = std::fopen(temporary.c_str(), "wb");
+  bool ok =
+      file && std::fwrite(text.data(), 1, text.size(), file) == text.size();
+  if (file && std::fclose(file) != 0)
+    ok = false;
+  if (!ok || std::rename(temporary.c_str(), path.c_str()) != 0) {
+    std::remove(temporary.c_str());
+    return Status::error("cannot write '" + path + "'");
+  }
+  return Status::success();
+}
+
+/// Operations that move data between ranks go on the communication track.
+bool isCommunication(const std::string &op) {
+  return op.find("all_to_all") != std::string::npos ||
+         op.find("all_reduce") != std::string::npos ||
+         op.find("all_gather") != std::string::npos ||
+         op.find("reduce_scatter") != std::string::npos || op == "send" ||
+         op == "recv";
+}
+
+std::string chromeTrace(const Program &program,
+                        const std::vector<OpTiming> &timings, int rank) {
+  std::string json = "{\"traceEvents\": [\n";
+  char buffer[512];
+  std::snprintf(buffer, sizeof(buffer),
+                "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": "
+                "%d, \"args\": {\"name\": \"rank %d\"}},\n"
+                "{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": %d, "
+                "\"tid\": 0, \"args\": {\"name\": \"compute\"}},\n"
+                "{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": %d, "
+                "\"tid\": 1, \"args\": {\"name\": \"communication\"}}",
+                rank, rank, rank, rank);
+  json += buffer;
+  for (const OpTiming &timing : timings) {
+    const Operation &op = program.operations[timing.operation];
+    std::snprintf(buffer, sizeof(buffer),
+                  ",\n{\"name\": \"%s\", \"ph\": \"X\", \"pid\": %d, "
+                  "\"tid\": %d, \"ts\": %.3f, \"dur\": %.3f, \"args\": "
+                  "{\"line\": %d}}",
+                  op.op.c_str(), rank, isCommunication(op.op) ? 1 : 0,
+                  timing.startSeconds * 1e6, timing.durationSeconds * 1e6,
+                  op.line);
+    json += buffer;
+  }
+  json += "\n]}\n";
+  return json;
+}
+
+/// One JSON line per moe.dispatch (one per MoE layer): the `counts` result
+/// is the number of (token, slot) pairs each expert received.
+std::string expertLoadLines(const Executor &executor, int rank) {
+  std::string lines;
+  int layer = 0;
+  for (const Operation &op : executor.program().operations) {
+    if (op.op != "dispatch" || op.results.size() < 2)
+      continue;
+    const Tensor &counts = executor.value(op.results[1]);
+    std::string list;
+    int64_t total = 0, maximum = 0;
+    for (int64_t e = 0; e < counts.numElements(); ++e) {
+      int64_t count = counts.as<int64_t>()[e];
+      list += (e ? ", " : "") + std::to_string(count);
+      total += count;
+      maximum = std::max(maximum, count);
+    }
+    double mean = counts.numElements()
+                      ? static_cast<double>(total) / counts.numElements()
+                      : 0.0;
+    char buffer[256];
+    std::snprintf(buffer, sizeof(buffer),
+                  "\"max\": %lld, \"mean\": %.6g, \"max_over_mean\": %.6g}\n",
+                  static_cast<long long>(maximum), mean,
+                  mean > 0 ? maximum / mean : 0.0);
+    lines += "{\"layer\": " + std::to_string(layer++) +
+             ", \"rank\": " + std::to_string(rank) +
+             ", \"line\": " + std::to_string(op.line) +
+             ", \"tokens_per_expert\": [" + list + "], " + buffer;
+  }
+  return lines;
+}
+
 std::string directoryOf(const std::string &path) {
   size_t slash = path.rfind('/');
   return slash == std::string::npos ? "." : path.substr(0, slash);
@@ -347,21 +442,47 @@ int main(int argc, char **argv) {
               tokensPerRun(loaded) / p50,
               static_cast<long long>(tokensPerRun(loaded)));
 
+  std::string traceText;
+  if (!options.trace.empty()) {
+    // A separate run, so recording does not disturb the latencies above.
+    std::vector<OpTiming> timings;
+    status = executor->run(inputs, outputs, &timings);
+    if (!status) {
+      std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
+      return 1;
+    }
+    traceText = chromeTrace(loaded, timings, /*rank=*/0);
+  }
+
   bool allClose = true;
   for (size_t i = 0; i < references.size(); ++i)
     allClose &= compareOutput(loaded.outputs[i].name, *outputs[i],
                               references[i], options.rtol, options.atol);
   if (!allClose)
     return 1;
-  for (size_t i = 0; i < options.outputs.size(); ++i) {
-    status = writeNpy(options.outputs[i], *outputs[i]);
-    if (!status) {
-      // Keep all-or-nothing: remove what this run already wrote.
-      for (size_t j = 0; j < i; ++j)
-        std::remove(options.outputs[j].c_str());
-      std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
-      return 1;
+
+  // All or nothing: on any failure remove what this run already wrote.
+  std::vector<std::string> written;
+  auto write = [&](const std::string &path, const Status &result) {
+    if (result) {
+      written.push_back(path);
+      return true;
     }
-  }
+    for (const std::string &done : written)
+      std::remove(done.c_str());
+    std::fprintf(stderr, "moe-run: %s\n", result.message.c_str());
+    return false;
+  };
+  for (size_t i = 0; i < options.outputs.size(); ++i)
+    if (!write(options.outputs[i], writeNpy(options.outputs[i], *outputs[i])))
+      return 1;
+  if (!options.trace.empty() &&
+      !write(options.trace, writeTextFile(options.trace, traceText)))
+    return 1;
+  if (!options.expertLoad.empty() &&
+      !write(options.expertLoad,
+             writeTextFile(options.expertLoad,
+                           expertLoadLines(*executor, /*rank=*/0))))
+    return 1;
   return 0;
 }

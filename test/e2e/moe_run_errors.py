@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """moe-run on bad input: every case must fail with exit code 1 or 2, print a
-message that names the problem, and write no output file.
+message that names the problem, and write no output file. A last case checks
+the --trace and --expert-load files of a good run.
 
     moe_run_errors.py --bin BUILD/bin --work DIR --model MODEL.onnx
                       [--dim-params name=N,...]
@@ -11,7 +12,9 @@ weight file that is gone). Prints one line per case and 'N passed, N failed'.
 """
 
 import argparse
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -128,6 +131,37 @@ def main():
               + (f" [{'; '.join(problems)}]" if problems else ""))
         passed += not problems
         failed += bool(problems)
+    # The diagnostics files of a good run: a Chrome trace with one complete
+    # event per operation, and one expert-load line per MoE layer whose
+    # counts add up to tokens * top_k.
+    trace, load = os.path.join(work, "trace.json"), os.path.join(work,
+                                                                 "load.jsonl")
+    result = subprocess.run([run, program, "--inputs", good, "--iterations",
+                             "1", "--trace", trace, "--expert-load", load],
+                            capture_output=True, text=True)
+    problems = []
+    if result.returncode != 0:
+        problems.append(f"exit code {result.returncode}: {result.stderr}")
+    else:
+        with open(trace) as f:
+            events = json.load(f)["traceEvents"]
+        operations = sum(1 for l in text.splitlines() if l.startswith("op "))
+        complete = [e for e in events if e["ph"] == "X"]
+        if not complete or len(complete) > operations or any(
+                e["dur"] < 0 or e["pid"] != 0 for e in complete):
+            problems.append(f"trace has {len(complete)} events for "
+                            f"{operations} operations")
+        with open(load) as f:
+            layers = [json.loads(line) for line in f]
+        top_k = int(re.search(r"top_k=i:(\d+)", text).group(1))
+        if len(layers) != text.count("op dispatch ") or any(
+                sum(l["tokens_per_expert"]) != shape[0] * top_k or
+                l["max"] != max(l["tokens_per_expert"]) for l in layers):
+            problems.append(f"expert load is inconsistent: {layers}")
+    print(f"{'FAIL' if problems else 'PASS'} trace and expert load"
+          + (f" [{'; '.join(problems)}]" if problems else ""))
+    passed += not problems
+    failed += bool(problems)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

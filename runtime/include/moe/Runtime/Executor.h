@@ -46,6 +46,10 @@ public:
              std::vector<const Tensor *> &outputs,
              std::vector<OpTiming> *timings = nullptr);
 
+  /// The current value of program value `id` (after a run: what it
+  /// computed; released static values are empty).
+  const Tensor &value(int id) const { return values_[id]; }
+
   /// Bytes of weights (and constants) this rank holds for its runs, after
   /// their layout changes.
   int64_t weightBytes() const { return weightBytes_; }
