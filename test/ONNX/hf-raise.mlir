@@ -16,3 +16,8 @@
 
 // RUN: moe-translate --import-onnx %S/models/hf/olmoe_top1-batched_mm-dynamo.onnx --dim-params=batch=2,seq=5 | moe-opt -moe-raise-layers | FileCheck %s --check-prefix=TOP1
 // TOP1-COUNT-2: moe.layer {{.*}} top_k = 1 score = softmax activation = swiglu
+
+// moe-opt takes the .onnx file directly.
+// RUN: moe-opt %S/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=1,seq=4 -moe-raise-layers | FileCheck %s --check-prefix=OPT
+// OPT: func.func @main_graph(%{{.*}}: tensor<1x4xi64>
+// OPT-COUNT-2: moe.layer {{.*}} : (tensor<4x32xf32>
