@@ -643,6 +643,99 @@ Status expertFFNKernel(const Attributes &attrs,
                     inter, rows.as<float>(), rows.dim(0), result.as<float>());
 }
 
+/// The `index`-th `bits`-bit code of a row packed least significant first.
+uint32_t unpackCode(const uint8_t *packed, int64_t index, int64_t bits) {
+  int64_t perByte = 8 / bits;
+  return (packed[index / perByte] >> ((index % perByte) * bits)) &
+         ((1u << bits) - 1);
+}
+
+Status dequantizeKernel(const Attributes &attrs,
+                        const std::vector<const Tensor *> &inputs,
+                        const std::vector<Tensor *> &outputs,
+                        KernelContext &context) {
+  const char *op = "dequantize";
+  if (Status status = checkCall(op, inputs, {"codes", "scales", "zero_points?"},
+                                outputs, 1);
+      !status)
+    return status;
+  const Tensor &codes = *inputs[0];
+  const Tensor &scales = *inputs[1];
+  // A trailing optional operand may be left out of the list entirely.
+  const Tensor *zeroPoints = inputs.size() > 2 ? inputs[2] : nullptr;
+  Tensor &result = *outputs[0];
+  int64_t bits = attrs.getInt("bits");
+  int64_t blockSize = attrs.getInt("block_size", 0);
+  if (bits != 2 && bits != 4 && bits != 8)
+    return fail(op, "bits = ", bits, " must be 2, 4 or 8");
+  if (Status status = expectDType(op, "codes", codes, DType::U8); !status)
+    return status;
+  if (Status status = expectDType(op, "scales", scales, DType::F32); !status)
+    return status;
+  if (Status status = expectDType(op, "result", result, DType::F32); !status)
+    return status;
+  if (result.rank() != 3 || codes.rank() != 3)
+    return fail(op, "codes and result must be [experts, rows, columns]");
+  int64_t experts = result.dim(0), rows = result.dim(1),
+          columns = result.dim(2);
+  auto packed = [&](int64_t count) { return (count * bits + 7) / 8; };
+  if (Status status =
+          expectShape(op, "codes", codes, {experts, rows, packed(columns)});
+      !status)
+    return status;
+  int64_t blocks = 1;
+  if (blockSize > 0) {
+    if (columns % blockSize != 0)
+      return fail(op, "block_size ", blockSize, " does not divide ", columns,
+                  " columns");
+    blocks = columns / blockSize;
+    if (Status status =
+            expectShape(op, "scales", scales, {experts, rows, blocks});
+        !status)
+      return status;
+  } else if (Status status = expectShape(op, "scales", scales, {experts, rows});
+             !status) {
+    return status;
+  }
+  if (zeroPoints) {
+    if (Status status = expectDType(op, "zero_points", *zeroPoints, DType::U8);
+        !status)
+      return status;
+    Shape expected = blockSize > 0 ? Shape{experts, rows, packed(blocks)}
+                                   : Shape{experts, packed(rows)};
+    if (Status status = expectShape(op, "zero_points", *zeroPoints, expected);
+        !status)
+      return status;
+  }
+  const uint8_t *code = codes.as<uint8_t>();
+  const float *scale = scales.as<float>();
+  float *w = result.as<float>();
+  int64_t rowBytes = packed(columns);
+  const float symmetric = static_cast<float>(1 << (bits - 1));
+  for (int64_t e = 0; e < experts; ++e) {
+    for (int64_t n = 0; n < rows; ++n) {
+      const uint8_t *row = code + (e * rows + n) * rowBytes;
+      float *out = w + (e * rows + n) * columns;
+      for (int64_t k = 0; k < columns; ++k) {
+        int64_t block = blockSize > 0 ? k / blockSize : 0;
+        float rowScale = blockSize > 0 ? scale[(e * rows + n) * blocks + block]
+                                       : scale[e * rows + n];
+        float zero = symmetric;
+        if (zeroPoints && blockSize > 0)
+          zero = static_cast<float>(unpackCode(
+              zeroPoints->as<uint8_t>() + (e * rows + n) * packed(blocks),
+              block, bits));
+        else if (zeroPoints)
+          zero = static_cast<float>(unpackCode(
+              zeroPoints->as<uint8_t>() + e * packed(rows), n, bits));
+        out[k] =
+            (static_cast<float>(unpackCode(row, k, bits)) - zero) * rowScale;
+      }
+    }
+  }
+  return Status::success();
+}
+
 Status combineKernel(const Attributes &attrs,
                      const std::vector<const Tensor *> &inputs,
                      const std::vector<Tensor *> &outputs,
@@ -863,6 +956,7 @@ void detail::addMoEKernels(KernelTable &table) {
   table["router"] = routerKernel;
   table["dispatch"] = dispatchKernel;
   table["expert_ffn"] = expertFFNKernel;
+  table["dequantize"] = dequantizeKernel;
   table["combine"] = combineKernel;
   table["ffn"] = ffnKernel;
   table["layer"] = layerKernel;

@@ -142,7 +142,7 @@ TEST(KernelRegistryTest, EveryComputeOpHasAKernel) {
       "matmul gemm reduce softmax top_k layer_norm rms_norm "
       "gather gather_elements scatter_elements scatter_nd "
       "reshape transpose expand slice concat split trilu "
-      "layer router dispatch expert_ffn combine ffn");
+      "layer router dispatch expert_ffn combine ffn dequantize");
   std::vector<std::string> expected{std::istream_iterator<std::string>(names),
                                     {}};
   std::sort(expected.begin(), expected.end());

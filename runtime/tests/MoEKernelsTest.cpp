@@ -450,3 +450,45 @@ TEST(MoEKernelsTest, RouterRejectsBadAttributes) {
 }
 
 } // namespace
+
+namespace {
+
+Tensor u8(const Shape &shape, const std::vector<uint8_t> &values) {
+  Tensor tensor(DType::U8, shape);
+  std::copy(values.begin(), values.end(), tensor.as<uint8_t>());
+  return tensor;
+}
+
+TEST(DequantizeTest, FourBitCodesPackLowNibbleFirst) {
+  // Hand worked: row 0 codes 1 2 3 4, row 1 codes 15 0 8 7, symmetric zero
+  // point 8, scales 0.5 and 2: w = (q - 8) * scale.
+  Tensor codes = u8({1, 2, 2}, {0x21, 0x43, 0x0F, 0x78});
+  Tensor scales = f32({1, 2}, {0.5f, 2.0f});
+  Tensor result(DType::F32, {1, 2, 4});
+  ASSERT_TRUE(succeeds(runKernel("dequantize", Attrs().integer("bits", 4),
+                                 {&codes, &scales}, {&result})));
+  expectValues(result,
+               {-3.5f, -3.0f, -2.5f, -2.0f, 14.0f, -16.0f, 0.0f, -2.0f});
+}
+
+TEST(DequantizeTest, BlockScalesAndPackedZeroPoints) {
+  // 8-bit codes, blocks of 2 columns, zero points per block packed one per
+  // byte: w = (q - zp[block]) * scale[block].
+  Tensor codes = u8({1, 1, 4}, {10, 20, 30, 40});
+  Tensor scales = f32({1, 1, 2}, {1.0f, 0.5f});
+  Tensor zeroPoints = u8({1, 1, 2}, {10, 20});
+  Tensor result(DType::F32, {1, 1, 4});
+  ASSERT_TRUE(succeeds(runKernel(
+      "dequantize", Attrs().integer("bits", 8).integer("block_size", 2),
+      {&codes, &scales, &zeroPoints}, {&result})));
+  expectValues(result, {0.0f, 10.0f, 5.0f, 10.0f});
+
+  Tensor wrongScales = f32({1, 1}, {1.0f});
+  EXPECT_TRUE(
+      failsWith(runKernel("dequantize",
+                          Attrs().integer("bits", 8).integer("block_size", 2),
+                          {&codes, &wrongScales}, {&result}),
+                "scales"));
+}
+
+} // namespace

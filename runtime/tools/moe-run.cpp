@@ -10,6 +10,7 @@
 
 #include "moe/Runtime/Executor.h"
 #include "moe/Runtime/Npy.h"
+#include "moe/Runtime/TensorProto.h"
 
 #include <algorithm>
 #include <chrono>
@@ -19,6 +20,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <sys/stat.h>
 #include <vector>
 
 using namespace moe::rt;
@@ -30,12 +32,17 @@ const char *kUsage = R"(usage: moe-run PROGRAM.moe [options]
 Runs a program compiled by moe-compile and reports its latency.
 
 options:
-  --inputs A.npy,B.npy    inputs in program order (default: random values;
-                          floats ~ N(0, 1), integers uniform in [0, 8))
+  --inputs A.npy,B.npy    inputs in program order: .npy files, ONNX
+                          TensorProto .pb files, or an ONNX test data set
+                          directory (its input_0.pb, input_1.pb, ...);
+                          default: random values, floats ~ N(0, 1),
+                          integers uniform in [0, 8)
   --outputs Y.npy,...     write the outputs (all or nothing: on any error no
                           file is written)
-  --compare R.npy,...     compare the outputs with references; exit 1 when
-                          any element differs by more than atol + rtol*|ref|
+  --compare R.npy,...     compare the outputs with references (.npy, .pb,
+                          or a test data set directory's output_K.pb); exit
+                          1 when any element differs by more than
+                          atol + rtol*|ref|
   --rtol R                relative tolerance (default 1e-4)
   --atol A                absolute tolerance (default 1e-5)
   --warmup N              untimed runs first (default 1)
@@ -234,6 +241,30 @@ int64_t tokensPerRun(const Program &program) {
   return std::max<int64_t>(count, 1);
 }
 
+/// Reads a .npy or ONNX TensorProto (.pb) file.
+Status readTensorFile(const std::string &path, Tensor &tensor) {
+  bool proto = path.size() > 3 && path.compare(path.size() - 3, 3, ".pb") == 0;
+  return proto ? readTensorProto(path, tensor) : readNpy(path, tensor);
+}
+
+/// Replaces each directory in `files` by its `prefix`_K.pb files (an ONNX
+/// test data set); other entries stay as they are.
+std::vector<std::string>
+expandTestDataSets(const std::vector<std::string> &files,
+                   const std::string &prefix) {
+  std::vector<std::string> expanded;
+  for (const std::string &file : files) {
+    struct stat info;
+    if (::stat(file.c_str(), &info) == 0 && S_ISDIR(info.st_mode)) {
+      for (const std::string &path : listTestDataFiles(file, prefix))
+        expanded.push_back(path);
+      continue;
+    }
+    expanded.push_back(file);
+  }
+  return expanded;
+}
+
 /// Writes `text` through a temporary file renamed at the end.
 Status writeTextFile(const std::string &path, const std::string &text) {
   std::string temporary = path + ".partial";
@@ -338,6 +369,8 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
     return 1;
   }
+  options.inputs = expandTestDataSets(options.inputs, "input");
+  options.compare = expandTestDataSets(options.compare, "output");
   auto checkCount = [&](const std::vector<std::string> &files, size_t want,
                         const char *flag, const char *what) {
     if (!files.empty() && files.size() != want) {
@@ -367,7 +400,7 @@ int main(int argc, char **argv) {
       continue;
     }
     Tensor tensor;
-    status = readNpy(options.inputs[i], tensor);
+    status = readTensorFile(options.inputs[i], tensor);
     if (status && tensor.shape() != decl.type.shape)
       status =
           Status::error("'" + options.inputs[i] + "' has shape " +
@@ -386,7 +419,7 @@ int main(int argc, char **argv) {
   std::vector<Tensor> references;
   for (const std::string &path : options.compare) {
     Tensor tensor;
-    status = readNpy(path, tensor);
+    status = readTensorFile(path, tensor);
     if (!status) {
       std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
       return 1;

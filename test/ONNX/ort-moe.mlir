@@ -43,3 +43,18 @@
 // THREED: %[[FLAT:.*]] = moe.reshape %[[X]] : (tensor<2x3x16xf32>) -> tensor<6x16xf32>
 // THREED: %[[Y:.*]] = moe.layer %[[FLAT]]
 // THREED: moe.reshape %[[Y]] : (tensor<6x16xf32>) -> tensor<2x3x16xf32>
+
+// RUN: moe-translate --import-onnx %S/models/ort/qmoe_int4_block32_zp_swiglu.onnx --dim-params=tokens=5 | FileCheck %s --check-prefix=QMOE
+// QMoE codes are dequantized (by reference, at load) before the same layout
+// changes as float weights; QMoE always renormalises.
+// QMOE: %[[FC1:.*]] = moe.dequantize %{{.*}}, %{{.*}}, %{{.*}} bits = 4 block_size = 32 : (tensor<4x128x16xui8>, tensor<4x128x1xf32>, tensor<4x128x1xui8>) -> tensor<4x128x32xf32>
+// QMOE: moe.transpose %[[FC1]] permutation = [0, 2, 1]
+// QMOE: moe.layer {{.*}} top_k = 2 score = softmax normalize activation = swiglu
+
+// RUN: moe-translate --import-onnx %S/models/ort/qmoe_int4_sigmoid_correction.onnx --dim-params=tokens=5 | FileCheck %s --check-prefix=SIGMOID
+// router_probs = sigmoid(l) + c with router_weights = sigmoid(l).
+// SIGMOID: moe.layer {{.*}} router(%{{.*}} correction %{{.*}}) {{.*}} score = sigmoid
+
+// RUN: moe-translate --import-onnx %S/models/ort/moe_group_router.onnx --dim-params=tokens=5 | FileCheck %s --check-prefix=GROUP
+// MoEGroupRouter feeding MoE: DeepSeek-V3 group-limited sigmoid routing.
+// GROUP: moe.layer {{.*}} router(%{{.*}} correction %{{.*}}) {{.*}} score = sigmoid normalize activation = {{[a-z_]+}} {num_groups = {{[0-9]+}} : i64, top_k_groups = {{[0-9]+}} : i64}

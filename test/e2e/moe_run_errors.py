@@ -162,6 +162,26 @@ def main():
           + (f" [{'; '.join(problems)}]" if problems else ""))
     passed += not problems
     failed += bool(problems)
+    # An ONNX test data set (input_K.pb / output_K.pb) gives the same run as
+    # the .npy files.
+    from onnx import numpy_helper
+    data_set = os.path.join(work, "test_data_set_0")
+    os.makedirs(data_set, exist_ok=True)
+    reference = os.path.join(work, "reference.npy")
+    subprocess.run([run, program, "--inputs", good, "--outputs", reference,
+                    "--iterations", "1"], check=True, capture_output=True)
+    with open(os.path.join(data_set, "input_0.pb"), "wb") as f:
+        f.write(numpy_helper.from_array(np.load(good)).SerializeToString())
+    with open(os.path.join(data_set, "output_0.pb"), "wb") as f:
+        f.write(numpy_helper.from_array(np.load(reference)).SerializeToString())
+    result = subprocess.run([run, program, "--inputs", data_set, "--compare",
+                             data_set, "--iterations", "1"],
+                            capture_output=True, text=True)
+    ok = result.returncode == 0 and "compare" in result.stdout
+    print(f"{'PASS' if ok else 'FAIL'} ONNX test data set inputs"
+          + ("" if ok else f" [{result.stdout}{result.stderr}]"))
+    passed += ok
+    failed += not ok
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

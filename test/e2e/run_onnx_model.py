@@ -12,6 +12,7 @@ semantics and exits non-zero on any mismatch, which this script passes on.
 """
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -88,6 +89,13 @@ def main():
     arrays = input_arrays(model, parse_dim_params(args.dim_params),
                           args.int_high, zlib.crc32(name.encode()))
 
+    # Some onnxruntime kernels need settings to compute in float32 (see the
+    # model's JSON sidecar, e.g. QMoE block-wise 8-bit); they must be in the
+    # environment before the session is created.
+    sidecar = os.path.splitext(args.model)[0] + ".json"
+    if os.path.exists(sidecar):
+        with open(sidecar) as f:
+            os.environ.update(json.load(f).get("ort_env", {}))
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(args.model, options,

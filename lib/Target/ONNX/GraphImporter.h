@@ -183,6 +183,7 @@ private:
   LogicalResult convertConstantNode(const onnx::NodeProto &node);
   LogicalResult convertNeedsConstants(const onnx::NodeProto &node);
   LogicalResult convertORTMoE(const onnx::NodeProto &node);
+  LogicalResult convertMoEGroupRouter(const onnx::NodeProto &node);
 
   Value emitReshape(Location loc, Value value, ArrayRef<int64_t> shape);
   Value emitTranspose(Location loc, Value value, ArrayRef<int64_t> permutation);
@@ -208,6 +209,14 @@ private:
   /// Large initializers, imported as moe.weight on first use.
   llvm::StringMap<int> pendingWeights;
   llvm::StringMap<std::string> weightSymbols;
+
+  /// onnxruntime MoEGroupRouter nodes, by output name, for the MoE nodes
+  /// that read them.
+  struct GroupRouter {
+    Value logits, correction;
+    int64_t topK, numGroups, topKGroups;
+  };
+  llvm::StringMap<GroupRouter> groupRouters;
 };
 
 } // namespace moe::onnx_import

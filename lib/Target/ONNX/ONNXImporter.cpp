@@ -62,7 +62,8 @@ GraphImporter::Handler GraphImporter::findHandler(const onnx::NodeProto &node) {
   StringRef type = node.op_type();
   if (node.domain() == "com.microsoft") {
     return llvm::StringSwitch<Handler>(type)
-        .Case("MoE", &GraphImporter::convertORTMoE)
+        .Cases({"MoE", "QMoE"}, &GraphImporter::convertORTMoE)
+        .Case("MoEGroupRouter", &GraphImporter::convertMoEGroupRouter)
         .Case("SimplifiedLayerNormalization",
               &GraphImporter::convertSimplifiedLayerNorm)
         .Case("SkipSimplifiedLayerNormalization",

@@ -624,3 +624,35 @@ func.func @f(%x: tensor<?x8xf32>, %c: tensor<4xi64>) {
   %0:2 = moe.ragged_all_to_all %x, %c on @ep grid_axes = [0] : (tensor<?x8xf32>, tensor<4xi64>) -> (tensor<?x8xf32>, tensor<4xi64>)
   return
 }
+
+// -----
+
+func.func @f(%q: tensor<8x16x32xui8>, %s: tensor<8x16xf32>) {
+  // expected-error @+1 {{bits = 3 must be 2, 4 or 8}}
+  %0 = moe.dequantize %q, %s bits = 3 : (tensor<8x16x32xui8>, tensor<8x16xf32>) -> tensor<8x16x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<8x16x32xui8>, %s: tensor<8x16xf32>) {
+  // expected-error @+1 {{codes and result must be [experts, rows, columns] with a static result shape}}
+  %0 = moe.dequantize %q, %s bits = 4 : (tensor<8x16x32xui8>, tensor<8x16xf32>) -> tensor<8x1024xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<8x16x32xui8>, %s: tensor<8x16x3xf32>) {
+  // expected-error @+1 {{block_size = 24 must be positive and divide the 64 columns}}
+  %0 = moe.dequantize %q, %s bits = 4 block_size = 24 : (tensor<8x16x32xui8>, tensor<8x16x3xf32>) -> tensor<8x16x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<8x16x32xui8>, %s: tensor<8x16xf32>) {
+  // expected-error @+1 {{'codes' has shape 8x16x32; expected [experts, rows, packed columns] = 8x16x64}}
+  %0 = moe.dequantize %q, %s bits = 8 : (tensor<8x16x32xui8>, tensor<8x16xf32>) -> tensor<8x16x64xf32>
+  return
+}

@@ -22,6 +22,22 @@ func.func @weights() -> (tensor<64x8xf32>, tensor<2x64x128xbf16>) {
   return %w, %s : tensor<64x8xf32>, tensor<2x64x128xbf16>
 }
 
+// CHECK-LABEL: func.func @dequantize
+func.func @dequantize(%q4: tensor<8x16x32xui8>, %s4: tensor<8x16x2xf32>,
+                      %z4: tensor<8x16x1xui8>, %q8: tensor<8x16x64xui8>,
+                      %s8: tensor<8x16xf32>, %z8: tensor<8x16xui8>) {
+  // CHECK: moe.dequantize %{{.*}}, %{{.*}}, %{{.*}} bits = 4 block_size = 32 : (tensor<8x16x32xui8>, tensor<8x16x2xf32>, tensor<8x16x1xui8>) -> tensor<8x16x64xf32>
+  %0 = moe.dequantize %q4, %s4, %z4 bits = 4 block_size = 32
+      : (tensor<8x16x32xui8>, tensor<8x16x2xf32>, tensor<8x16x1xui8>) -> tensor<8x16x64xf32>
+  // CHECK: moe.dequantize %{{.*}}, %{{.*}} bits = 8 : (tensor<8x16x64xui8>, tensor<8x16xf32>) -> tensor<8x16x64xf32>
+  %1 = moe.dequantize %q8, %s8 bits = 8
+      : (tensor<8x16x64xui8>, tensor<8x16xf32>) -> tensor<8x16x64xf32>
+  // CHECK: moe.dequantize %{{.*}}, %{{.*}}, %{{.*}} bits = 8 :
+  %2 = moe.dequantize %q8, %s8, %z8 bits = 8
+      : (tensor<8x16x64xui8>, tensor<8x16xf32>, tensor<8x16xui8>) -> tensor<8x16x64xf32>
+  return
+}
+
 // CHECK-LABEL: func.func @unary
 func.func @unary(%x: tensor<4x8xf32>, %i: tensor<4x8xi64>) {
   // CHECK: moe.neg %{{.*}} : tensor<4x8xi64>

@@ -394,6 +394,52 @@ WeightRefOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   return success();
 }
 
+LogicalResult DequantizeOp::verify() {
+  int64_t bits = static_cast<int64_t>(getBits());
+  if (bits != 2 && bits != 4 && bits != 8)
+    return emitOpError() << "bits = " << bits << " must be 2, 4 or 8";
+  ArrayRef<int64_t> codes = shapeOf(getCodes());
+  ArrayRef<int64_t> result = shapeOf(getResult());
+  if (codes.size() != 3 || result.size() != 3 ||
+      llvm::any_of(result, isDynamic))
+    return emitOpError() << "codes and result must be [experts, rows, "
+                            "columns] with a static result shape";
+  int64_t experts = result[0], rows = result[1], columns = result[2];
+  auto packed = [&](int64_t count) { return (count * bits + 7) / 8; };
+  if (failed(verifyShape(*this, "codes", getCodes(),
+                         {experts, rows, packed(columns)},
+                         "[experts, rows, packed columns]")))
+    return failure();
+  if (failed(verifySameElementType(*this, "result", getResult(),
+                                   elementTypeOf(getScales()))))
+    return failure();
+  if (std::optional<uint64_t> blockSize = getBlockSize()) {
+    int64_t size = static_cast<int64_t>(*blockSize);
+    if (size < 1 || columns % size != 0)
+      return emitOpError() << "block_size = " << size
+                           << " must be positive and divide the " << columns
+                           << " columns";
+    int64_t blocks = columns / size;
+    if (failed(verifyShape(*this, "scales", getScales(),
+                           {experts, rows, blocks}, "[experts, rows, blocks]")))
+      return failure();
+    if (getZeroPoints() &&
+        failed(verifyShape(*this, "zero_points", getZeroPoints(),
+                           {experts, rows, packed(blocks)},
+                           "[experts, rows, packed blocks]")))
+      return failure();
+    return success();
+  }
+  if (failed(verifyShape(*this, "scales", getScales(), {experts, rows},
+                         "[experts, rows]")))
+    return failure();
+  if (getZeroPoints() &&
+      failed(verifyShape(*this, "zero_points", getZeroPoints(),
+                         {experts, packed(rows)}, "[experts, packed rows]")))
+    return failure();
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // Linear algebra, normalisation and reductions
 //===----------------------------------------------------------------------===//

@@ -85,6 +85,40 @@ def MoE_WeightRefOp : MoE_Op<"weight_ref", [
   }];
 }
 
+def MoE_DequantizeOp : MoE_Op<"dequantize", [Pure]> {
+  let summary = "expands integer-quantised expert weights to floats";
+  let description = [{
+    `codes` (`[E, N, ceil(K * bits / 8)]`, `ui8`) hold `bits`-bit unsigned
+    codes packed along K, least significant bits first (4-bit:
+    `byte = q[2i] | q[2i+1] << 4`). The result is
+    `w[e, n, k] = (q[e, n, k] - zp) * scale`, with `scales` of shape `[E, N]`
+    (one per row) or, with `block_size`, `[E, N, K / block_size]` (one per
+    block of K). `zero_points`, when given, are packed the same way: along N
+    (`[E, ceil(N * bits / 8)]`) per row, along blocks
+    (`[E, N, ceil(K / block_size * bits / 8)]`) per block; absent means the
+    symmetric `2^(bits - 1)`. This is onnxruntime's QMoE weight format.
+
+    ```mlir
+    %w = moe.dequantize %codes, %scales bits = 4 block_size = 32
+        : (tensor<8x128x32xui8>, tensor<8x128x2xf32>) -> tensor<8x128x64xf32>
+    ```
+  }];
+  let arguments = (ins
+    RankedTensorOf<[UI8]>:$codes,
+    MoE_FloatTensor:$scales,
+    Optional<RankedTensorOf<[UI8]>>:$zero_points,
+    I64Attr:$bits,
+    OptionalAttr<I64Attr>:$block_size
+  );
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $codes `,` $scales (`,` $zero_points^)? `bits` `=` $bits
+    (`block_size` `=` $block_size^)? attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Element-wise operations (ONNX multidirectional broadcasting)
 //===----------------------------------------------------------------------===//
