@@ -21,3 +21,13 @@
 // RUN: moe-opt %S/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=1,seq=4 -moe-raise-layers | FileCheck %s --check-prefix=OPT
 // OPT: func.func @main_graph(%{{.*}}: tensor<1x4xi64>
 // OPT-COUNT-2: moe.layer {{.*}} : (tensor<4x32xf32>
+
+// The TorchScript exporter spells the same blocks differently (pre-transposed
+// MatMul router, Gather instead of GatherND, OneHot/Tile token repeat, two
+// Slices instead of Split); they raise the same way.
+// RUN: moe-opt %S/models/hf/mixtral-batched_mm-torchscript.onnx --dim-params=batch=2,seq=5 -moe-raise-layers | FileCheck %s --check-prefix=TS-MIXTRAL
+// TS-MIXTRAL-COUNT-2: moe.layer {{.*}} top_k = 2 score = softmax normalize activation = swiglu
+// RUN: moe-opt %S/models/hf/qwen2_moe-batched_mm-torchscript.onnx --dim-params=batch=2,seq=5 -moe-raise-layers | FileCheck %s --check-prefix=TS-QWEN
+// TS-QWEN-COUNT-2: moe.layer {{.*}} shared_expert_gate %{{.*}} top_k = 2 score = softmax activation = swiglu
+// RUN: moe-opt %S/models/hf/olmoe_top1-batched_mm-torchscript.onnx --dim-params=batch=2,seq=5 -moe-raise-layers | FileCheck %s --check-prefix=TS-TOP1
+// TS-TOP1-COUNT-2: moe.layer {{.*}} top_k = 1 score = softmax activation = swiglu

@@ -50,7 +50,7 @@ bool isFoldableOp(StringRef type) {
              true)
       .Cases({"And", "Or", "Where", "Gather", "GatherND", "Concat"}, true)
       .Cases({"Unsqueeze", "Squeeze", "Reshape", "Flatten", "Slice"}, true)
-      .Cases({"Expand", "Trilu", "Identity"}, true)
+      .Cases({"Expand", "Trilu", "Identity", "OneHot"}, true)
       .Default(false);
 }
 
@@ -387,6 +387,39 @@ LogicalResult GraphImporter::tryFold(const onnx::NodeProto &node,
           else
             result.ints[t * slice + k] = data->ints[offset + k];
         }
+      }
+    } else if (type == "OneHot") {
+      // OneHot(indices, depth, values = [off, on]) along `axis`.
+      const ConstTensor *depthTensor = inputs[1], *valuesTensor = inputs[2];
+      if (depthTensor->numElements() != 1 || valuesTensor->numElements() != 2)
+        return nodeError(node) << "depth must hold one value and values two";
+      int64_t depth = depthTensor->asInt(0);
+      int64_t rank = data->shape.size() + 1;
+      FailureOr<int64_t> axis =
+          resolveAxis(node, getIntAttr(node, "axis", -1), rank);
+      if (failed(axis))
+        return failure();
+      if (depth < 0)
+        return nodeError(node) << "depth " << depth << " is negative";
+      SmallVector<int64_t> shape(ArrayRef(data->shape).take_front(*axis));
+      shape.push_back(depth);
+      llvm::append_range(shape, ArrayRef(data->shape).drop_front(*axis));
+      if (tooLarge(shape))
+        return success();
+      result = ConstTensor::zeros(shape, valuesTensor->elementType);
+      int64_t inner =
+          checkedNumElements(ArrayRef(data->shape).drop_front(*axis));
+      for (int64_t i = 0; i < result.numElements(); ++i) {
+        int64_t position = (i / inner) % depth;
+        int64_t source = (i / (inner * depth)) * inner + i % inner;
+        int64_t index = data->asInt(source);
+        if (index < 0)
+          index += depth;
+        bool on = index == position;
+        if (result.isFloat())
+          result.floats[i] = valuesTensor->asDouble(on ? 1 : 0);
+        else
+          result.ints[i] = valuesTensor->asInt(on ? 1 : 0);
       }
     } else if (type == "Concat") {
       int64_t rank = data->shape.size();

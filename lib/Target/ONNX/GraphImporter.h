@@ -174,6 +174,7 @@ private:
   LogicalResult convertScatterND(const onnx::NodeProto &node);
   LogicalResult convertReshapeLike(const onnx::NodeProto &node);
   LogicalResult convertTranspose(const onnx::NodeProto &node);
+  LogicalResult convertTile(const onnx::NodeProto &node);
   LogicalResult convertExpand(const onnx::NodeProto &node);
   LogicalResult convertSlice(const onnx::NodeProto &node);
   LogicalResult convertConcat(const onnx::NodeProto &node);

@@ -113,7 +113,8 @@ GraphImporter::Handler GraphImporter::findHandler(const onnx::NodeProto &node) {
       .Case("Constant", &GraphImporter::convertConstantNode)
       // Shape computations: folded when their inputs are known.
       .Case("Not", &GraphImporter::convertUnary)
-      .Cases({"Shape", "Size", "ConstantOfShape", "Range", "And"},
+      .Case("Tile", &GraphImporter::convertTile)
+      .Cases({"Shape", "Size", "ConstantOfShape", "Range", "And", "OneHot"},
              &GraphImporter::convertNeedsConstants)
       .Case("Or", &GraphImporter::convertNeedsConstants)
       .Default(nullptr);

@@ -681,6 +681,44 @@ LogicalResult GraphImporter::convertTranspose(const onnx::NodeProto &node) {
   return success();
 }
 
+LogicalResult GraphImporter::convertTile(const onnx::NodeProto &node) {
+  FailureOr<Value> input = getValue(node, 0);
+  FailureOr<const ConstTensor *> repeats = requireConst(node, 1, "repeats");
+  if (failed(input) || failed(repeats))
+    return failure();
+  ArrayRef<int64_t> shape = shapeOf(*input);
+  if ((*repeats)->numElements() != static_cast<int64_t>(shape.size()))
+    return nodeError(node) << "repeats has " << (*repeats)->numElements()
+                           << " entries but the input has rank "
+                           << shape.size();
+  Location loc = nodeLoc(node);
+  Value result = *input;
+  for (int64_t axis = 0; axis < static_cast<int64_t>(shape.size()); ++axis) {
+    int64_t count = (*repeats)->asInt(axis);
+    if (count < 0)
+      return nodeError(node) << "repeat count " << count << " is negative";
+    if (count == 1)
+      continue;
+    SmallVector<int64_t> tiled(shapeOf(result));
+    if (ShapedType::isDynamic(tiled[axis]))
+      return nodeError(node) << "cannot tile a dynamic dimension; bind it "
+                                "with --dim-params or --shape";
+    // Repeating a dimension of size 1 is a broadcast; anything else is the
+    // input concatenated with itself.
+    bool broadcast = tiled[axis] == 1;
+    tiled[axis] *= count;
+    auto type = RankedTensorType::get(tiled, elementTypeOf(result));
+    if (broadcast) {
+      result = ExpandOp::create(builder, loc, type, result);
+    } else {
+      SmallVector<Value> copies(count, result);
+      result = ConcatOp::create(builder, loc, type, copies, axis);
+    }
+  }
+  setResult(node, 0, result);
+  return success();
+}
+
 LogicalResult GraphImporter::convertExpand(const onnx::NodeProto &node) {
   FailureOr<Value> input = getValue(node, 0);
   FailureOr<const ConstTensor *> target = requireConst(node, 1, "shape");

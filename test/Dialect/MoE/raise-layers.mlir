@@ -147,3 +147,37 @@ func.func @shared_expert(%x: tensor<4x8xf32>, %wr: tensor<8x4xf32>,
   %y = moe.add %routed, %scaled : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
   return %y : tensor<4x8xf32>
 }
+
+// -----
+
+// Gate and up halves taken by two Slices (TorchScript's chunk) raise like a
+// Split.
+// CHECK-LABEL: func.func @slice_halves
+// CHECK: moe.layer {{.*}} top_k = 2 score = softmax activation = swiglu
+func.func @slice_halves(%x: tensor<4x8xf32>, %wr: tensor<8x4xf32>,
+                        %wgu: tensor<4x12x8xf32>, %wd: tensor<4x8x6xf32>)
+    -> tensor<4x8xf32> {
+  %logits = moe.matmul %x, %wr : (tensor<4x8xf32>, tensor<8x4xf32>) -> tensor<4x4xf32>
+  %p = moe.softmax %logits axis = -1 : tensor<4x4xf32>
+  %v, %i = moe.top_k %p k = 2 axis = -1 : tensor<4x4xf32> -> tensor<4x2xf32>, tensor<4x2xi64>
+  %x3 = moe.reshape %x : (tensor<4x8xf32>) -> tensor<4x1x8xf32>
+  %xe = moe.expand %x3 : tensor<4x1x8xf32> -> tensor<4x2x8xf32>
+  %xc = moe.reshape %xe : (tensor<4x2x8xf32>) -> tensor<8x8x1xf32>
+  %ie = moe.reshape %i : (tensor<4x2xi64>) -> tensor<8xi64>
+  %gu = moe.gather %wgu[%ie] axis = 0 : (tensor<4x12x8xf32>, tensor<8xi64>) -> tensor<8x12x8xf32>
+  %h3 = moe.matmul %gu, %xc : (tensor<8x12x8xf32>, tensor<8x8x1xf32>) -> tensor<8x12x1xf32>
+  %h = moe.reshape %h3 : (tensor<8x12x1xf32>) -> tensor<8x12xf32>
+  %g = moe.slice %h starts = [0] ends = [6] axes = [-1] steps = [1] : tensor<8x12xf32> -> tensor<8x6xf32>
+  %u = moe.slice %h starts = [6] ends = [12] axes = [-1] steps = [1] : tensor<8x12xf32> -> tensor<8x6xf32>
+  %silu = moe.silu %g : tensor<8x6xf32>
+  %a = moe.mul %silu, %u : (tensor<8x6xf32>, tensor<8x6xf32>) -> tensor<8x6xf32>
+  %ac = moe.reshape %a : (tensor<8x6xf32>) -> tensor<8x6x1xf32>
+  %d = moe.gather %wd[%ie] axis = 0 : (tensor<4x8x6xf32>, tensor<8xi64>) -> tensor<8x8x6xf32>
+  %y3 = moe.matmul %d, %ac : (tensor<8x8x6xf32>, tensor<8x6x1xf32>) -> tensor<8x8x1xf32>
+  %y = moe.reshape %y3 : (tensor<8x8x1xf32>) -> tensor<8x8xf32>
+  %wf = moe.reshape %v : (tensor<4x2xf32>) -> tensor<8x1xf32>
+  %yw = moe.mul %wf, %y : (tensor<8x1xf32>, tensor<8x8xf32>) -> tensor<8x8xf32>
+  %yk = moe.reshape %yw : (tensor<8x8xf32>) -> tensor<4x2x8xf32>
+  %out = moe.reduce sum %yk axes = [1] : tensor<4x2x8xf32> -> tensor<4x8xf32>
+  return %out : tensor<4x8xf32>
+}

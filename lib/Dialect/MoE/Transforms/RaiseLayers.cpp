@@ -110,12 +110,29 @@ FailureOr<Value> matchSwiGLU(Value value) {
     }
     if (!gate)
       continue;
-    auto split = gate.getDefiningOp<SplitOp>();
-    if (!split || split.getNumResults() != 2 || split.getAxis() != 1 ||
-        gate != split.getResult(0) || up != split.getResult(1) ||
-        shapeOf(gate) != shapeOf(up))
+    if (shapeOf(gate) != shapeOf(up) || shapeOf(gate).size() != 2)
       continue;
-    return split.getInput();
+    // The halves come from a Split (dynamo exporter) or two Slices
+    // (TorchScript exporter) of the same [TK, 2I] value.
+    if (auto split = gate.getDefiningOp<SplitOp>()) {
+      if (split.getNumResults() == 2 && split.getAxis() == 1 &&
+          gate == split.getResult(0) && up == split.getResult(1))
+        return split.getInput();
+      continue;
+    }
+    auto gateSlice = gate.getDefiningOp<SliceOp>();
+    auto upSlice = up.getDefiningOp<SliceOp>();
+    if (!gateSlice || !upSlice || gateSlice.getInput() != upSlice.getInput())
+      continue;
+    int64_t half = shapeOf(gate)[1];
+    auto isHalf = [&](SliceOp slice, int64_t start) {
+      ArrayRef<int64_t> axes = slice.getAxes();
+      return axes.size() == 1 && (axes[0] == 1 || axes[0] == -1) &&
+             slice.getSteps()[0] == 1 && slice.getStarts()[0] == start &&
+             shapeOf(slice.getInput())[1] == 2 * half;
+    };
+    if (isHalf(gateSlice, 0) && isHalf(upSlice, half))
+      return gateSlice.getInput();
   }
   return failure();
 }
