@@ -31,3 +31,11 @@
 // TS-QWEN-COUNT-2: moe.layer {{.*}} shared_expert_gate %{{.*}} top_k = 2 score = softmax activation = swiglu
 // RUN: moe-opt %S/models/hf/olmoe_top1-batched_mm-torchscript.onnx --dim-params=batch=2,seq=5 -moe-raise-layers | FileCheck %s --check-prefix=TS-TOP1
 // TS-TOP1-COUNT-2: moe.layer {{.*}} top_k = 1 score = softmax activation = swiglu
+
+// The dense form (every expert on every token, a scattered top-k mask
+// selects): examples/onnx/make_dense_moe_models.py.
+// RUN: moe-opt %S/models/dense/dense_swiglu_top2.onnx --dim-params=tokens=7 -moe-raise-layers | FileCheck %s --check-prefix=DENSE
+// DENSE: moe.layer {{.*}} experts(up %{{.*}} down %{{.*}} gate %{{.*}}) top_k = 2 score = softmax normalize activation = swiglu
+// DENSE-NOT: moe.scatter_elements
+// RUN: moe-opt %S/models/dense/dense_relu_top1.onnx --dim-params=tokens=7 -moe-raise-layers | FileCheck %s --check-prefix=DENSE-RELU
+// DENSE-RELU: moe.layer {{.*}} top_k = 1 score = softmax activation = relu

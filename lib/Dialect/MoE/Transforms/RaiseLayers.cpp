@@ -21,6 +21,7 @@
 #include "moe/Dialect/MoE/Transforms/Passes.h"
 
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/Matchers.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/RegionUtils.h"
 #include "llvm/Support/Debug.h"
@@ -61,6 +62,9 @@ struct GatheredExperts {
   Value gateUpWeights; ///< [E, 2I, H], gate rows first
   Value downWeights;   ///< [E, H, I]
   ActivationKind activation = ActivationKind::swiglu;
+  /// The dense form has separate [in, out] weights: [E, H, I] gate and up,
+  /// [E, I, H] down; gateUpWeights is then unset.
+  Value denseGate, denseUp, denseDown;
 };
 
 /// `value` as a matmul of gathered per-slot weights with a column vector:
@@ -271,6 +275,128 @@ FailureOr<GatheredExperts> matchGatheredExperts(ReduceOp sum) {
   return failure();
 }
 
+/// `value` = x @ W with W [E, H, I] broadcast over the experts ([T, H] x
+/// [E, H, I] -> [E, T, I]). Returns W and x.
+FailureOr<std::pair<Value, Value>> matchExpertMatMul(Value value) {
+  auto matmul = value.getDefiningOp<MatMulOp>();
+  if (!matmul || shapeOf(matmul.getRhs()).size() != 3 ||
+      shapeOf(matmul.getLhs()).size() != 2)
+    return failure();
+  return std::pair<Value, Value>(matmul.getRhs(), matmul.getLhs());
+}
+
+/// silu(x @ Wg) * (x @ Wu) over all experts; fills the dense gate and up
+/// weights and returns the tokens.
+FailureOr<Value> matchDenseSwiGLU(Value value, GatheredExperts &match) {
+  auto mul = value.getDefiningOp<MulOp>();
+  if (!mul)
+    return failure();
+  for (auto [gated, upValue] : {std::pair(mul.getLhs(), mul.getRhs()),
+                                std::pair(mul.getRhs(), mul.getLhs())}) {
+    Value gateLogits;
+    if (auto silu = gated.getDefiningOp<SiluOp>()) {
+      gateLogits = silu.getInput();
+    } else if (auto inner = gated.getDefiningOp<MulOp>()) {
+      for (auto [x, s] : {std::pair(inner.getLhs(), inner.getRhs()),
+                          std::pair(inner.getRhs(), inner.getLhs())}) {
+        auto sigmoid = s.getDefiningOp<SigmoidOp>();
+        if (sigmoid && sigmoid.getInput() == x)
+          gateLogits = x;
+      }
+    }
+    if (!gateLogits)
+      continue;
+    FailureOr<std::pair<Value, Value>> gate = matchExpertMatMul(gateLogits);
+    FailureOr<std::pair<Value, Value>> up = matchExpertMatMul(upValue);
+    if (failed(gate) || failed(up) || gate->second != up->second)
+      continue;
+    match.activation = ActivationKind::swiglu;
+    match.denseGate = gate->first;
+    match.denseUp = up->first;
+    return up->second;
+  }
+  return failure();
+}
+
+/// act(x @ W1) over all experts for an ungated activation; fills the dense
+/// up weight and returns the tokens.
+FailureOr<Value> matchDenseUngated(Value value, GatheredExperts &match) {
+  Value logits;
+  if (auto relu = value.getDefiningOp<ReluOp>()) {
+    match.activation = ActivationKind::relu;
+    logits = relu.getInput();
+  } else if (auto gelu = value.getDefiningOp<GeluOp>()) {
+    match.activation =
+        gelu.getTanh() ? ActivationKind::gelu_tanh : ActivationKind::gelu;
+    logits = gelu.getInput();
+  } else if (auto silu = value.getDefiningOp<SiluOp>()) {
+    match.activation = ActivationKind::silu;
+    logits = silu.getInput();
+  } else {
+    return failure();
+  }
+  FailureOr<std::pair<Value, Value>> up = matchExpertMatMul(logits);
+  if (failed(up))
+    return failure();
+  match.denseUp = up->first;
+  return up->second;
+}
+
+/// The dense form: every expert on every token, weighted by a top-k mask
+/// scattered from the routing weights and summed over the experts.
+FailureOr<GatheredExperts> matchDenseExperts(ReduceOp sum) {
+  ArrayRef<int64_t> perExpert = shapeOf(sum.getInput());
+  if (sum.getKind() != ReduceKind::sum || sum.getKeepDims() ||
+      perExpert.size() != 3 || sum.getAxes().size() != 1 ||
+      (sum.getAxes()[0] != 0 && sum.getAxes()[0] != -3))
+    return failure();
+  int64_t experts = perExpert[0], tokens = perExpert[1], hidden = perExpert[2];
+  auto weighted = sum.getInput().getDefiningOp<MulOp>();
+  if (!weighted)
+    return failure();
+  for (auto [expertOut, mask] :
+       {std::pair(weighted.getLhs(), weighted.getRhs()),
+        std::pair(weighted.getRhs(), weighted.getLhs())}) {
+    GatheredExperts match;
+    if (shapeOf(mask) != ArrayRef<int64_t>{experts, tokens, 1})
+      continue;
+    // mask[e, t] = routing weight of expert e for token t, else 0.
+    auto transpose = stripReshapes(mask).getDefiningOp<TransposeOp>();
+    if (!transpose || transpose.getPermutation() != ArrayRef<int64_t>{1, 0})
+      continue;
+    auto scatter = transpose.getInput().getDefiningOp<ScatterElementsOp>();
+    DenseElementsAttr zeros;
+    if (!scatter || scatter.getAxis() != 1 ||
+        scatter.getReduction() != ScatterReduction::none ||
+        !matchPattern(scatter.getData(), m_Constant(&zeros)) ||
+        !zeros.isSplat() || !isa<FloatType>(zeros.getElementType()) ||
+        zeros.getSplatValue<APFloat>().isNonZero())
+      continue;
+    auto down = expertOut.getDefiningOp<MatMulOp>();
+    if (!down || shapeOf(down.getRhs()).size() != 3)
+      continue;
+    FailureOr<Value> tokensValue = matchDenseSwiGLU(down.getLhs(), match);
+    if (failed(tokensValue))
+      tokensValue = matchDenseUngated(down.getLhs(), match);
+    if (failed(tokensValue))
+      continue;
+    match.denseDown = down.getRhs();
+    ArrayRef<int64_t> upShape = shapeOf(match.denseUp);
+    if (upShape[0] != experts || upShape[1] != hidden ||
+        shapeOf(match.denseDown) !=
+            ArrayRef<int64_t>{experts, upShape[2], hidden} ||
+        shapeOf(*tokensValue) != ArrayRef<int64_t>{tokens, hidden})
+      continue;
+    match.tokens = *tokensValue;
+    if (failed(
+            matchRouting(scatter.getUpdates(), scatter.getIndices(), match)) ||
+        shapeOf(scatter.getUpdates())[1] != match.topK)
+      continue;
+    return match;
+  }
+  return failure();
+}
+
 Value transposeLastTwo(OpBuilder &builder, Location loc, Value value) {
   ArrayRef<int64_t> shape = shapeOf(value);
   SmallVector<int64_t> permutation = {0, 2, 1};
@@ -298,16 +424,20 @@ Value sliceRows(OpBuilder &builder, Location loc, Value value, int64_t start,
 void raise(ReduceOp sum, const GatheredExperts &match) {
   OpBuilder builder(sum);
   Location loc = sum.getLoc();
-  int64_t inter = shapeOf(match.gateUpWeights)[1] / 2;
   Value router = match.routerTransposed
                      ? transposeLastTwo(builder, loc, match.routerWeight)
                      : match.routerWeight;
-  // [E, 2I, H] out-major rows: gate rows first, then up rows.
-  Value gate = transposeLastTwo(
-      builder, loc, sliceRows(builder, loc, match.gateUpWeights, 0, inter));
-  Value up = transposeLastTwo(
-      builder, loc, sliceRows(builder, loc, match.gateUpWeights, inter, inter));
-  Value down = transposeLastTwo(builder, loc, match.downWeights);
+  Value gate = match.denseGate, up = match.denseUp, down = match.denseDown;
+  if (match.gateUpWeights) {
+    // [E, 2I, H] out-major rows: gate rows first, then up rows.
+    int64_t inter = shapeOf(match.gateUpWeights)[1] / 2;
+    gate = transposeLastTwo(
+        builder, loc, sliceRows(builder, loc, match.gateUpWeights, 0, inter));
+    up = transposeLastTwo(
+        builder, loc,
+        sliceRows(builder, loc, match.gateUpWeights, inter, inter));
+    down = transposeLastTwo(builder, loc, match.downWeights);
+  }
   auto layer = LayerOp::create(
       builder, loc, sum.getResult().getType(), match.tokens, router,
       /*router_bias=*/Value(), /*correction_bias=*/Value(), gate, up, down,
@@ -443,6 +573,8 @@ struct RaiseLayersPass
     SmallVector<std::pair<ReduceOp, GatheredExperts>> found;
     getOperation()->walk([&](ReduceOp sum) {
       FailureOr<GatheredExperts> match = matchGatheredExperts(sum);
+      if (failed(match))
+        match = matchDenseExperts(sum);
       if (succeeded(match))
         found.emplace_back(sum, *match);
     });
