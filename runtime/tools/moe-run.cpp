@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "moe/Runtime/Collectives.h"
 #include "moe/Runtime/Executor.h"
 #include "moe/Runtime/Npy.h"
 #include "moe/Runtime/TensorProto.h"
@@ -21,6 +22,7 @@
 #include <random>
 #include <string>
 #include <sys/stat.h>
+#include <thread>
 #include <vector>
 
 using namespace moe::rt;
@@ -47,7 +49,12 @@ options:
   --atol A                absolute tolerance (default 1e-5)
   --warmup N              untimed runs first (default 1)
   --iterations N          timed runs (default 10)
-  --threads N             threads for kernels (default 1)
+  --threads N             threads for kernels per rank (default 1)
+  --ranks N               run N ranks as threads of this process (default
+                          1); under `mpirun -np N` (or torchrun) every
+                          process is one rank instead. Each rank runs the
+                          program on the same inputs; rank 0 reports, and
+                          checks that all ranks computed the same outputs
   --seed S                seed for random inputs (default 0)
   --trace FILE            write a Chrome trace (chrome://tracing, Perfetto) of
                           one extra run: one event per operation, pid = rank,
@@ -81,6 +88,7 @@ struct Options {
   double rtol = 1e-4, atol = 1e-5;
   int warmup = 1, iterations = 10, threads = 1;
   unsigned seed = 0;
+  int ranks = 1;
   std::string trace, expertLoad;
 };
 
@@ -117,7 +125,8 @@ int parseArgs(int argc, char **argv, Options &options) {
        : arg == "--outputs" ? options.outputs
                             : options.compare) = splitList(text);
     } else if (arg == "--rtol" || arg == "--atol" || arg == "--warmup" ||
-               arg == "--iterations" || arg == "--threads" || arg == "--seed") {
+               arg == "--iterations" || arg == "--threads" || arg == "--seed" ||
+               arg == "--ranks") {
       if (!value(text))
         return 2;
       bool integer = arg != "--rtol" && arg != "--atol";
@@ -137,6 +146,8 @@ int parseArgs(int argc, char **argv, Options &options) {
         options.iterations = std::max(1, static_cast<int>(number));
       else if (arg == "--threads")
         options.threads = std::max(1, static_cast<int>(number));
+      else if (arg == "--ranks")
+        options.ranks = std::max(1, static_cast<int>(number));
       else
         options.seed = static_cast<unsigned>(number);
     } else if (!arg.empty() && arg[0] == '-') {
@@ -289,9 +300,10 @@ bool isCommunication(const std::string &op) {
          op == "recv";
 }
 
-std::string chromeTrace(const Program &program,
+/// The trace events of one rank: process and track names, then one
+/// complete event per operation.
+std::string traceEvents(const Program &program,
                         const std::vector<OpTiming> &timings, int rank) {
-  std::string json = "{\"traceEvents\": [\n";
   char buffer[512];
   std::snprintf(buffer, sizeof(buffer),
                 "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": "
@@ -301,7 +313,7 @@ std::string chromeTrace(const Program &program,
                 "{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": %d, "
                 "\"tid\": 1, \"args\": {\"name\": \"communication\"}}",
                 rank, rank, rank, rank);
-  json += buffer;
+  std::string json = buffer;
   for (const OpTiming &timing : timings) {
     const Operation &op = program.operations[timing.operation];
     std::snprintf(buffer, sizeof(buffer),
@@ -313,7 +325,6 @@ std::string chromeTrace(const Program &program,
                   op.line);
     json += buffer;
   }
-  json += "\n]}\n";
   return json;
 }
 
@@ -350,12 +361,210 @@ std::string expertLoadLines(const Executor &executor, int rank) {
   return lines;
 }
 
+/// Collects every rank's `text` on rank 0, in rank order (other ranks get
+/// an empty list).
+Status gatherText(Communicator *communicator, const std::string &text,
+                  std::vector<std::string> &texts) {
+  texts.clear();
+  if (!communicator) {
+    texts.push_back(text);
+    return Status::success();
+  }
+  if (communicator->rank() != 0) {
+    int64_t length = static_cast<int64_t>(text.size());
+    Status status = communicator->send(&length, sizeof(length), 0);
+    if (status && length > 0)
+      status = communicator->send(text.data(), text.size(), 0);
+    return status;
+  }
+  texts.push_back(text);
+  for (int peer = 1; peer < communicator->size(); ++peer) {
+    int64_t length = 0;
+    Status status = communicator->recv(&length, sizeof(length), peer);
+    if (!status)
+      return status;
+    std::string received(static_cast<size_t>(length), '\0');
+    if (length > 0 &&
+        !(status = communicator->recv(received.data(), received.size(), peer)))
+      return status;
+    texts.push_back(std::move(received));
+  }
+  return Status::success();
+}
+
+std::string joinLines(const std::vector<std::string> &texts) {
+  std::string joined;
+  for (const std::string &text : texts)
+    joined += text;
+  return joined;
+}
+
 std::string directoryOf(const std::string &path) {
   size_t slash = path.rfind('/');
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
 } // namespace
+
+/// Loads and runs the program on one rank; rank 0 reports, compares and
+/// writes files. Returns the exit code.
+int runRank(const Options &options, const Program &program,
+            const std::vector<Tensor> &inputs,
+            const std::vector<Tensor> &references, Communicator *communicator) {
+  int rank = communicator ? communicator->rank() : 0;
+  int size = communicator ? communicator->size() : 1;
+  bool leader = rank == 0;
+  // A failing rank stops the others instead of leaving them waiting.
+  auto fail = [&](const Status &status) {
+    if (communicator)
+      communicator->abort(status.message);
+    std::string prefix = size > 1 ? "rank " + std::to_string(rank) + ": " : "";
+    std::fprintf(stderr, "moe-run: %s%s\n", prefix.c_str(),
+                 status.message.c_str());
+    return 1;
+  };
+  auto loadStart = std::chrono::steady_clock::now();
+  std::unique_ptr<Executor> executor;
+  Status status = Executor::create(program, directoryOf(options.program),
+                                   options.threads, executor);
+  if (!status) {
+    return fail(status);
+  }
+  double loadSeconds = std::chrono::duration<double>(
+                           std::chrono::steady_clock::now() - loadStart)
+                           .count();
+  const Program &loaded = executor->program();
+  if (leader) {
+    std::printf("moe-run: %s: %zu inputs, %zu operations, %.1f MB of "
+                "weights, loaded in %.3f s\n",
+                options.program.c_str(), loaded.inputs.size(),
+                loaded.operations.size(), executor->weightBytes() / 1e6,
+                loadSeconds);
+    if (size > 1)
+      std::printf("ranks: %d (%s transport); every rank runs the whole "
+                  "program on the same inputs\n",
+                  size, communicator->transport());
+  }
+
+  std::vector<const Tensor *> outputs;
+  for (int i = 0; i < options.warmup; ++i) {
+    status = executor->run(inputs, outputs);
+    if (!status) {
+      return fail(status);
+    }
+  }
+  // Ranks start each timed run together; a run takes as long as its slowest
+  // rank.
+  std::vector<double> latencies;
+  for (int i = 0; i < options.iterations; ++i) {
+    if (communicator && !(status = communicator->barrier()))
+      return fail(status);
+    auto start = std::chrono::steady_clock::now();
+    if (!(status = executor->run(inputs, outputs)))
+      return fail(status);
+    int64_t nanoseconds = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::steady_clock::now() - start)
+                              .count();
+    if (communicator &&
+        !(status = communicator->allReduce(&nanoseconds, &nanoseconds, 1,
+                                           DType::I64, ReduceOp::Max)))
+      return fail(status);
+    latencies.push_back(nanoseconds * 1e-9);
+  }
+  double p50 = percentile(latencies, 50);
+  if (leader)
+    std::printf("latency: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms over %d "
+                "iterations (%d threads)\n",
+                p50 * 1e3, percentile(latencies, 90) * 1e3,
+                percentile(latencies, 99) * 1e3, options.iterations,
+                options.threads);
+  if (leader)
+    std::printf("throughput: %.1f tokens/s (%lld tokens per run)\n",
+                tokensPerRun(loaded) / p50,
+                static_cast<long long>(tokensPerRun(loaded)));
+
+  std::string traceText;
+  if (!options.trace.empty()) {
+    // A separate run, so recording does not disturb the latencies above.
+    std::vector<OpTiming> timings;
+    status = executor->run(inputs, outputs, &timings);
+    if (!status) {
+      return fail(status);
+    }
+    std::vector<std::string> ranksEvents;
+    if (!(status = gatherText(communicator, traceEvents(loaded, timings, rank),
+                              ranksEvents)))
+      return fail(status);
+    traceText = "{\"traceEvents\": [\n";
+    for (size_t r = 0; r < ranksEvents.size(); ++r)
+      traceText += (r ? ",\n" : "") + ranksEvents[r];
+    traceText += "\n]}\n";
+  }
+  std::vector<std::string> loadLines;
+  if (!options.expertLoad.empty() &&
+      !(status = gatherText(communicator, expertLoadLines(*executor, rank),
+                            loadLines)))
+    return fail(status);
+
+  // Every rank ran the same program on the same inputs: their outputs must
+  // be identical bit for bit.
+  if (size > 1) {
+    for (const Tensor *output : outputs) {
+      if (!leader) {
+        if (!(status = communicator->send(*output, 0)))
+          return fail(status);
+        continue;
+      }
+      for (int peer = 1; peer < size; ++peer) {
+        Tensor received(output->dtype(), output->shape());
+        if (!(status = communicator->recv(received, peer)))
+          return fail(status);
+        if (std::memcmp(received.data(), output->data(),
+                        output->sizeInBytes()) != 0) {
+          std::printf("ranks: FAIL: rank %d computed other outputs than "
+                      "rank 0\n",
+                      peer);
+          return 1;
+        }
+      }
+    }
+    if (leader)
+      std::printf("ranks: all %d ranks computed identical outputs\n", size);
+  }
+  if (!leader)
+    return 0;
+
+  bool allClose = true;
+  for (size_t i = 0; i < references.size(); ++i)
+    allClose &= compareOutput(loaded.outputs[i].name, *outputs[i],
+                              references[i], options.rtol, options.atol);
+  if (!allClose)
+    return 1;
+
+  // All or nothing: on any failure remove what this run already wrote.
+  std::vector<std::string> written;
+  auto write = [&](const std::string &path, const Status &result) {
+    if (result) {
+      written.push_back(path);
+      return true;
+    }
+    for (const std::string &done : written)
+      std::remove(done.c_str());
+    std::fprintf(stderr, "moe-run: %s\n", result.message.c_str());
+    return false;
+  };
+  for (size_t i = 0; i < options.outputs.size(); ++i)
+    if (!write(options.outputs[i], writeNpy(options.outputs[i], *outputs[i])))
+      return 1;
+  if (!options.trace.empty() &&
+      !write(options.trace, writeTextFile(options.trace, traceText)))
+    return 1;
+  if (!options.expertLoad.empty() &&
+      !write(options.expertLoad,
+             writeTextFile(options.expertLoad, joinLines(loadLines))))
+    return 1;
+  return 0;
+}
 
 int main(int argc, char **argv) {
   Options options;
@@ -427,95 +636,52 @@ int main(int argc, char **argv) {
     references.push_back(std::move(tensor));
   }
 
-  auto loadStart = std::chrono::steady_clock::now();
-  std::unique_ptr<Executor> executor;
-  status = Executor::create(std::move(program), directoryOf(options.program),
-                            options.threads, executor);
-  if (!status) {
+  LaunchEnvironment launch;
+  if (!(status = readLaunchEnvironment(launch))) {
     std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
     return 1;
   }
-  double loadSeconds = std::chrono::duration<double>(
-                           std::chrono::steady_clock::now() - loadStart)
-                           .count();
-  const Program &loaded = executor->program();
-  std::printf("moe-run: %s: %zu inputs, %zu operations, %.1f MB of weights, "
-              "loaded in %.3f s\n",
-              options.program.c_str(), loaded.inputs.size(),
-              loaded.operations.size(), executor->weightBytes() / 1e6,
-              loadSeconds);
-
-  std::vector<const Tensor *> outputs;
-  for (int i = 0; i < options.warmup; ++i) {
-    status = executor->run(inputs, outputs);
-    if (!status) {
+  if (options.ranks > 1 && launch.size > 1) {
+    std::fprintf(stderr,
+                 "moe-run: --ranks %d cannot be combined with a %s launch "
+                 "of %d processes; use one or the other\n",
+                 options.ranks, launch.launcher.c_str(), launch.size);
+    return 2;
+  }
+  CommunicatorOptions communicatorOptions;
+  if (launch.size > 1) {
+#ifdef MOE_RUN_WITH_MPI
+    std::unique_ptr<Communicator> world;
+    if (!(status = createMPIWorldCommunicator(communicatorOptions, world))) {
       std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
       return 1;
     }
-  }
-  std::vector<double> latencies;
-  for (int i = 0; i < options.iterations; ++i) {
-    auto start = std::chrono::steady_clock::now();
-    status = executor->run(inputs, outputs);
-    latencies.push_back(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-            .count());
-    if (!status) {
-      std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
-      return 1;
-    }
-  }
-  double p50 = percentile(latencies, 50);
-  std::printf("latency: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms over %d "
-              "iterations (%d threads)\n",
-              p50 * 1e3, percentile(latencies, 90) * 1e3,
-              percentile(latencies, 99) * 1e3, options.iterations,
-              options.threads);
-  std::printf("throughput: %.1f tokens/s (%lld tokens per run)\n",
-              tokensPerRun(loaded) / p50,
-              static_cast<long long>(tokensPerRun(loaded)));
-
-  std::string traceText;
-  if (!options.trace.empty()) {
-    // A separate run, so recording does not disturb the latencies above.
-    std::vector<OpTiming> timings;
-    status = executor->run(inputs, outputs, &timings);
-    if (!status) {
-      std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
-      return 1;
-    }
-    traceText = chromeTrace(loaded, timings, /*rank=*/0);
-  }
-
-  bool allClose = true;
-  for (size_t i = 0; i < references.size(); ++i)
-    allClose &= compareOutput(loaded.outputs[i].name, *outputs[i],
-                              references[i], options.rtol, options.atol);
-  if (!allClose)
+    return runRank(options, program, inputs, references, world.get());
+#else
+    std::fprintf(stderr,
+                 "moe-run: launched as rank %d of %d by %s, but this moe-run "
+                 "was built without MPI (install libopenmpi-dev and "
+                 "rebuild)\n",
+                 launch.rank, launch.size, launch.launcher.c_str());
     return 1;
-
-  // All or nothing: on any failure remove what this run already wrote.
-  std::vector<std::string> written;
-  auto write = [&](const std::string &path, const Status &result) {
-    if (result) {
-      written.push_back(path);
-      return true;
-    }
-    for (const std::string &done : written)
-      std::remove(done.c_str());
-    std::fprintf(stderr, "moe-run: %s\n", result.message.c_str());
-    return false;
-  };
-  for (size_t i = 0; i < options.outputs.size(); ++i)
-    if (!write(options.outputs[i], writeNpy(options.outputs[i], *outputs[i])))
-      return 1;
-  if (!options.trace.empty() &&
-      !write(options.trace, writeTextFile(options.trace, traceText)))
+#endif
+  }
+  if (options.ranks == 1)
+    return runRank(options, program, inputs, references, nullptr);
+  std::vector<std::unique_ptr<Communicator>> ranks;
+  if (!(status =
+            createThreadGroup(options.ranks, communicatorOptions, ranks))) {
+    std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
     return 1;
-  if (!options.expertLoad.empty() &&
-      !write(options.expertLoad,
-             writeTextFile(options.expertLoad,
-                           expertLoadLines(*executor, /*rank=*/0))))
-    return 1;
-  return 0;
+  }
+  std::vector<int> exitCodes(options.ranks, 0);
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < options.ranks; ++rank)
+    threads.emplace_back([&, rank] {
+      exitCodes[rank] =
+          runRank(options, program, inputs, references, ranks[rank].get());
+    });
+  for (std::thread &thread : threads)
+    thread.join();
+  return *std::max_element(exitCodes.begin(), exitCodes.end());
 }

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -77,6 +78,11 @@ def main():
     parser.add_argument("--rtol", default="1e-4")
     parser.add_argument("--atol", default="1e-5")
     parser.add_argument("--int-high", type=int, default=8)
+    parser.add_argument("--ranks", type=int, default=1,
+                        help="run moe-run with this many ranks as threads")
+    parser.add_argument("--mpirun", type=int, default=0,
+                        help="launch moe-run under mpirun with this many "
+                             "processes (skipped, visibly, without mpirun)")
     parser.add_argument("--iterations", type=int, default=1,
                         help="timed runs of both engines (one thread each); "
                              "above 1, median latencies are printed")
@@ -128,9 +134,23 @@ def main():
                    "--rtol", args.rtol, "--atol", args.atol,
                    "--warmup", "1" if args.iterations > 1 else "0",
                    "--iterations", str(args.iterations)]
+    if args.ranks > 1:
+        run_command += ["--ranks", str(args.ranks)]
+    if args.mpirun:
+        mpirun = shutil.which("mpirun")
+        if not mpirun:
+            print(f"SKIP {name}: mpirun not found (install openmpi-bin) -- "
+                  f"the MPI launch was not tested")
+            return 0
+        # Open MPI refuses root without these; CI runs as root.
+        os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        run_command = [mpirun, "--oversubscribe", "-np",
+                       str(args.mpirun)] + run_command
     for command in (compile_command, run_command):
         print("+", " ".join(command), flush=True)
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = subprocess.run(command, capture_output=True, text=True,
+                                timeout=600)
         sys.stdout.write(result.stdout)
         sys.stderr.write(result.stderr)
         if result.returncode != 0:
@@ -144,8 +164,13 @@ def main():
         print(f"median latency over {args.iterations} runs, 1 thread: "
               f"onnxruntime {ort_ms:.3f} ms, moe-run {moe_ms:.3f} ms "
               f"(moe-run is {ort_ms / moe_ms:.2f}x onnxruntime's speed)")
+    ranks = args.mpirun or args.ranks
+    if ranks > 1 and "identical outputs" not in result.stdout:
+        print(f"FAIL {name}: moe-run did not confirm identical outputs on "
+              f"{ranks} ranks")
+        return 1
     print(f"PASS {name}: moe-run matches onnxruntime (rtol {args.rtol}, "
-          f"atol {args.atol})")
+          f"atol {args.atol})" + (f" on {ranks} ranks" if ranks > 1 else ""))
     return 0
 
 
