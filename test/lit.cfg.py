@@ -21,6 +21,7 @@ tool_dirs = [config.moe_tools_dir, config.llvm_tools_dir]
 tools = [
     ToolSubst("moe-opt", unresolved="fatal"),
     ToolSubst("moe-translate", unresolved="fatal"),
+    ToolSubst("moe-compile", unresolved="fatal"),
 ]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)

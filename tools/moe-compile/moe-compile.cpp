@@ -13,10 +13,16 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
+#include "moe/Dialect/MoE/Transforms/ModelExtraction.h"
 #include "moe/Dialect/MoE/Transforms/Passes.h"
+#include "moe/Plan/CostModel.h"
+#include "moe/Plan/ExpertLoad.h"
+#include "moe/Plan/MachineDescription.h"
+#include "moe/Plan/PlanSearch.h"
 #include "moe/Target/ONNX/ONNXImporter.h"
 #include "moe/Target/Runtime/ProgramExport.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/SourceMgr.h"
@@ -58,6 +64,99 @@ llvm::cl::opt<std::string> inputShapes(
     llvm::cl::desc("Shapes for graph inputs, e.g. --shape=input_ids=1x128"),
     llvm::cl::value_desc("input=DxD...,..."), llvm::cl::cat(category));
 
+llvm::cl::opt<std::string> machine(
+    "machine",
+    llvm::cl::desc("Plan for this machine: a preset (cpu:N, 8xH200, "
+                   "2x8xH100, 4xL40S, NODESxDEVICESx{H200,H100,L40S}) or a "
+                   "machine description JSON file"),
+    llvm::cl::value_desc("preset|file"), llvm::cl::cat(category));
+llvm::cl::opt<std::string> planChoice(
+    "plan",
+    llvm::cl::desc("auto (the cost model's optimum, the default with "
+                   "--machine) or pinned choices, e.g. \"ep=4 tp=2 pp=1\""),
+    llvm::cl::value_desc("auto|choices"), llvm::cl::init("auto"),
+    llvm::cl::cat(category));
+llvm::cl::opt<std::string> expertLoad(
+    "expert-load",
+    llvm::cl::desc("Expert load the plan assumes: uniform (default), "
+                   "zipf:EXPONENT, or a moe-run --expert-load file"),
+    llvm::cl::value_desc("uniform|zipf:S|file"), llvm::cl::init("uniform"),
+    llvm::cl::cat(category));
+llvm::cl::opt<std::string> reportFile(
+    "report",
+    llvm::cl::desc("Write the plan report to this file (JSON when it ends in "
+                   ".json, text otherwise); default: print the text report"),
+    llvm::cl::value_desc("filename"), llvm::cl::cat(category));
+
+/// Chooses a plan for the raised layers of `module`, records it on the
+/// module (moe.plan) and writes the report. Planning reads shapes only.
+LogicalResult planModule(ModuleOp module) {
+  auto functions = module.getOps<func::FuncOp>();
+  if (functions.empty())
+    return module.emitError() << "has no function to plan";
+  FailureOr<moe::ExtractedModel> extracted =
+      moe::extractModel(*functions.begin());
+  if (failed(extracted))
+    return failure();
+  auto report = [&](llvm::Error error) {
+    llvm::errs() << "moe-compile: " << llvm::toString(std::move(error)) << "\n";
+    return failure();
+  };
+  llvm::Expected<moe::plan::MachineDescription> machineDescription =
+      moe::plan::resolveMachine(machine);
+  if (!machineDescription)
+    return report(machineDescription.takeError());
+  llvm::Expected<moe::plan::ExpertLoadModel> load =
+      moe::plan::resolveExpertLoad(expertLoad);
+  if (!load)
+    return report(load.takeError());
+  moe::plan::SearchOptions options;
+  if (planChoice != "auto") {
+    llvm::Expected<moe::plan::PlanConstraints> pinned =
+        moe::plan::parsePlanString(planChoice);
+    if (!pinned)
+      return report(pinned.takeError());
+    options.pinned = *pinned;
+  }
+  auto costModel = moe::plan::CostModel::create(extracted->model,
+                                                *machineDescription, *load);
+  if (!costModel)
+    return report(costModel.takeError());
+  llvm::Expected<moe::plan::PlanReport> plan =
+      moe::plan::searchPlan(**costModel, options);
+  if (!plan)
+    return report(plan.takeError());
+  llvm::errs() << "moe-compile: chosen plan " << plan->best.config.str()
+               << "; the program still runs the whole model on every rank "
+                  "(partitioning by the plan is not implemented yet)\n";
+  module->setAttr("moe.plan", StringAttr::get(module.getContext(),
+                                              plan->best.config.str()));
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  if (StringRef(reportFile).ends_with(".json")) {
+    os << llvm::formatv("{0:2}", moe::plan::planReportToJSON(*plan)) << "\n";
+  } else {
+    for (const std::string &note : extracted->notes)
+      os << "note: " << note << "\n";
+    os << moe::plan::formatPlanReport(*plan);
+  }
+  if (reportFile.empty()) {
+    llvm::outs() << text;
+    return success();
+  }
+  std::string error;
+  auto file = openOutputFile(reportFile, &error);
+  if (!file) {
+    llvm::errs() << "moe-compile: " << error << "\n";
+    return failure();
+  }
+  file->os() << text;
+  file->keep();
+  llvm::errs() << "moe-compile: wrote the plan report to " << reportFile
+               << "\n";
+  return success();
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -70,7 +169,9 @@ int main(int argc, char **argv) {
       "moe-compile: compile an ONNX Mixture-of-Experts model for moe-run\n\n"
       "  moe-compile model.onnx -o model.moe\n"
       "  moe-compile model.onnx --dim-params=batch=1,seq=128 -o model.moe\n"
-      "  moe-compile model.onnx --emit=mlir --mlir-print-ir-after-all\n\n"
+      "  moe-compile model.onnx --emit=mlir --mlir-print-ir-after-all\n"
+      "  moe-compile model.onnx --dim-params=tokens=4096 --machine=8xH200\n"
+      "      --expert-load=zipf:1.0 --report=plan.json\n\n"
       "The program refers to the model's weight bytes; keep the .onnx file\n"
       "(and its external data) where it is, or recompile after moving it.\n");
 
@@ -101,6 +202,19 @@ int main(int argc, char **argv) {
       moe::importONNXFile(inputFile, context, options);
   if (!module)
     return 1;
+  if (!machine.empty()) {
+    // Plan on the raised layers, before the lowering decomposes them.
+    PassManager raise(&context);
+    raise.addPass(moe::createRaiseLayersPass());
+    if (failed(raise.run(*module)))
+      return 1;
+    llvm::errs() << "moe-compile: planning for " << machine << "\n";
+    if (failed(planModule(*module)))
+      return 1;
+  } else if (planChoice != "auto" || !reportFile.empty()) {
+    llvm::errs() << "moe-compile: --plan and --report need --machine\n";
+    return 1;
+  }
   PassManager pm(&context);
   if (failed(applyPassManagerCLOptions(pm)))
     return 1;

@@ -1,0 +1,23 @@
+// moe-compile --machine plans the raised layers: the report names the
+// chosen degrees, the module records them (moe.plan), and planning reads
+// shapes only.
+
+// RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=cpu:4 --emit=mlir -o - 2>/dev/null | FileCheck %s --check-prefix=TEXT
+// TEXT: note: attention: 4 heads of width 8
+// TEXT: Plan for main_graph on cpu:4
+// TEXT: model: 2 layers (2 MoE), {{.*}} 8 x 64 tokens per step
+// TEXT: Chosen: pp={{[0-9]+}} dp={{[0-9]+}} tp={{[0-9]+}} ep={{[0-9]+}}
+// TEXT: Runners-up
+// TEXT: module attributes {moe.plan = "pp={{[0-9]+}} dp={{[0-9]+}} tp={{[0-9]+}} ep={{[0-9]+}}
+
+// RUN: moe-compile %moe_src_root/test/ONNX/models/hf/qwen2_moe-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=8xH200 --expert-load=zipf:1.0 --report=%t.json -o %t.moe
+// RUN: FileCheck %s --check-prefix=JSON < %t.json
+// JSON: "expert_load": "zipf:1
+// JSON: "machine":
+// JSON: "name": "8xH200"
+
+// RUN: not moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --plan="ep=4" -o %t.none 2>&1 | FileCheck %s --check-prefix=NEEDS-MACHINE
+// NEEDS-MACHINE: --plan and --report need --machine
+
+// RUN: not moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=9xQ100 -o %t.none 2>&1 | FileCheck %s --check-prefix=BAD-MACHINE
+// BAD-MACHINE: moe-compile: {{.*}}9xQ100
