@@ -54,15 +54,7 @@ llvm::cl::opt<Emit>
                                      "the runtime program (default)"),
                           clEnumValN(Emit::MLIR, "mlir", "the lowered moe IR")),
          llvm::cl::init(Emit::Program), llvm::cl::cat(category));
-llvm::cl::opt<std::string>
-    dimParams("dim-params",
-              llvm::cl::desc("Values for symbolic input dimensions, e.g. "
-                             "--dim-params=batch=1,sequence=128"),
-              llvm::cl::value_desc("name=N,..."), llvm::cl::cat(category));
-llvm::cl::opt<std::string> inputShapes(
-    "shape",
-    llvm::cl::desc("Shapes for graph inputs, e.g. --shape=input_ids=1x128"),
-    llvm::cl::value_desc("input=DxD...,..."), llvm::cl::cat(category));
+moe::ONNXImportFlags importFlags(category);
 
 llvm::cl::opt<std::string> machine(
     "machine",
@@ -176,9 +168,7 @@ int main(int argc, char **argv) {
       "(and its external data) where it is, or recompile after moving it.\n");
 
   moe::ONNXImportOptions options;
-  std::string error = moe::parseDimParams(dimParams, options);
-  if (error.empty())
-    error = moe::parseInputShapes(inputShapes, options);
+  std::string error = importFlags.apply(options);
   if (!error.empty()) {
     llvm::errs() << "moe-compile: " << error << "\n";
     return 1;

@@ -23,25 +23,14 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 
-static llvm::cl::opt<std::string> dimParams(
-    "dim-params",
-    llvm::cl::desc("For .onnx input: values for symbolic input dimensions, "
-                   "e.g. --dim-params=batch=1,sequence=128"),
-    llvm::cl::value_desc("name=N,..."));
-static llvm::cl::opt<std::string>
-    inputShapes("shape",
-                llvm::cl::desc("For .onnx input: shapes for graph inputs, e.g. "
-                               "--shape=input_ids=1x128"),
-                llvm::cl::value_desc("input=DxD...,..."));
+static moe::ONNXImportFlags importFlags(llvm::cl::getGeneralCategory());
 
 /// Imports the ONNX model `input` and runs the mlir-opt driver on it.
 static mlir::LogicalResult optimizeONNX(const std::string &input,
                                         const std::string &output,
                                         mlir::DialectRegistry &registry) {
   moe::ONNXImportOptions options;
-  std::string error = moe::parseDimParams(dimParams, options);
-  if (error.empty())
-    error = moe::parseInputShapes(inputShapes, options);
+  std::string error = importFlags.apply(options);
   if (!error.empty()) {
     llvm::errs() << "moe-opt: " << error << "\n";
     return mlir::failure();

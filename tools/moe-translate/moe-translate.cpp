@@ -37,17 +37,7 @@ llvm::cl::opt<bool>
                llvm::cl::desc("Import an ONNX model into the moe dialect"),
                llvm::cl::cat(category));
 
-llvm::cl::opt<std::string>
-    dimParams("dim-params",
-              llvm::cl::desc("Values for symbolic input dimensions, e.g. "
-                             "--dim-params=batch=1,sequence=128"),
-              llvm::cl::value_desc("name=N,..."), llvm::cl::cat(category));
-
-llvm::cl::opt<std::string> inputShapes(
-    "shape",
-    llvm::cl::desc("Shapes for graph inputs, overriding the model's, e.g. "
-                   "--shape=input_ids=1x128"),
-    llvm::cl::value_desc("input=DxD...,..."), llvm::cl::cat(category));
+moe::ONNXImportFlags importFlags(category);
 
 } // namespace
 
@@ -70,9 +60,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   moe::ONNXImportOptions options;
-  std::string error = moe::parseDimParams(dimParams, options);
-  if (error.empty())
-    error = moe::parseInputShapes(inputShapes, options);
+  std::string error = importFlags.apply(options);
   if (!error.empty()) {
     llvm::errs() << "moe-translate: " << error << "\n";
     return 1;

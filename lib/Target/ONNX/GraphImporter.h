@@ -133,6 +133,11 @@ private:
     return it == constants.end() ? nullptr : &it->second;
   }
   FailureOr<Value> getValue(const onnx::NodeProto &node, int index);
+  /// getValue for an optional input: a null Value when it is absent.
+  FailureOr<Value> getOptionalValue(const onnx::NodeProto &node, int index) {
+    return hasInput(node, index) ? getValue(node, index)
+                                 : FailureOr<Value>(Value());
+  }
   FailureOr<Value> materializeWeight(StringRef name);
   FailureOr<const ConstTensor *> requireConst(const onnx::NodeProto &node,
                                               int index, StringRef what);

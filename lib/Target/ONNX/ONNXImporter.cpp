@@ -654,6 +654,25 @@ std::string moe::parseInputShapes(StringRef text, ONNXImportOptions &options) {
   return "";
 }
 
+moe::ONNXImportFlags::ONNXImportFlags(llvm::cl::OptionCategory &category)
+    : dimParams("dim-params",
+                llvm::cl::desc("Values for symbolic input dimensions of an "
+                               "ONNX model, e.g. "
+                               "--dim-params=batch=1,sequence=128"),
+                llvm::cl::value_desc("name=N,..."), llvm::cl::cat(category)),
+      inputShapes("shape",
+                  llvm::cl::desc("Shapes for ONNX graph inputs, overriding "
+                                 "the model's, e.g. --shape=input_ids=1x128"),
+                  llvm::cl::value_desc("input=DxD...,..."),
+                  llvm::cl::cat(category)) {}
+
+std::string moe::ONNXImportFlags::apply(ONNXImportOptions &options) const {
+  std::string error = parseDimParams(dimParams, options);
+  if (error.empty())
+    error = parseInputShapes(inputShapes, options);
+  return error;
+}
+
 void moe::registerONNXImportDialects(DialectRegistry &registry) {
   registry.insert<MoEDialect, arith::ArithDialect, func::FuncDialect,
                   shard::ShardDialect>();

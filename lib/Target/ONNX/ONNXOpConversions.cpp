@@ -203,13 +203,9 @@ LogicalResult GraphImporter::convertGemm(const onnx::NodeProto &node) {
   FailureOr<Value> b = getValue(node, 1);
   if (failed(a) || failed(b))
     return failure();
-  Value c;
-  if (hasInput(node, 2)) {
-    FailureOr<Value> value = getValue(node, 2);
-    if (failed(value))
-      return failure();
-    c = *value;
-  }
+  FailureOr<Value> c = getOptionalValue(node, 2);
+  if (failed(c))
+    return failure();
   ArrayRef<int64_t> aShape = shapeOf(*a), bShape = shapeOf(*b);
   if (aShape.size() != 2 || bShape.size() != 2)
     return nodeError(node) << "A and B must be matrices, got "
@@ -221,7 +217,7 @@ LogicalResult GraphImporter::convertGemm(const onnx::NodeProto &node) {
   int64_t n = transB ? bShape[0] : bShape[1];
   auto type = RankedTensorType::get({m, n}, elementTypeOf(*a));
   auto gemm =
-      GemmOp::create(builder, nodeLoc(node), type, *a, *b, c,
+      GemmOp::create(builder, nodeLoc(node), type, *a, *b, *c,
                      builder.getF32FloatAttr(getFloatAttr(node, "alpha", 1.0f)),
                      builder.getF32FloatAttr(getFloatAttr(node, "beta", 1.0f)),
                      transA ? builder.getUnitAttr() : nullptr,
@@ -331,13 +327,9 @@ LogicalResult GraphImporter::convertLayerNorm(const onnx::NodeProto &node) {
   FailureOr<Value> scale = getValue(node, 1);
   if (failed(input) || failed(scale))
     return failure();
-  Value bias;
-  if (hasInput(node, 2)) {
-    FailureOr<Value> value = getValue(node, 2);
-    if (failed(value))
-      return failure();
-    bias = *value;
-  }
+  FailureOr<Value> bias = getOptionalValue(node, 2);
+  if (failed(bias))
+    return failure();
   if (node.output_size() > 1 &&
       llvm::any_of(llvm::drop_begin(node.output()),
                    [](const std::string &name) { return !name.empty(); }))
@@ -348,7 +340,7 @@ LogicalResult GraphImporter::convertLayerNorm(const onnx::NodeProto &node) {
     return failure();
   setResult(node, 0,
             LayerNormOp::create(
-                builder, nodeLoc(node), input->getType(), *input, *scale, bias,
+                builder, nodeLoc(node), input->getType(), *input, *scale, *bias,
                 builder.getI64IntegerAttr(axis),
                 builder.getF32FloatAttr(getFloatAttr(node, "epsilon", 1e-5f))));
   return success();

@@ -265,19 +265,15 @@ LogicalResult GraphImporter::convertORTMoE(const onnx::NodeProto &node) {
       FailureOr<Value> scales = getValue(node, scalesIndex);
       if (failed(scales))
         return failure();
-      Value zeroPoints;
-      if (hasInput(node, zeroIndex)) {
-        FailureOr<Value> value = getValue(node, zeroIndex);
-        if (failed(value))
-          return failure();
-        zeroPoints = *value;
-      }
+      FailureOr<Value> zeroPoints = getOptionalValue(node, zeroIndex);
+      if (failed(zeroPoints))
+        return failure();
       Value packed =
           emitReshape(loc, codes, {experts, rows, (columns * bits + 7) / 8});
       auto type = RankedTensorType::get({experts, rows, columns},
                                         elementTypeOf(*scales));
       auto op = DequantizeOp::create(
-          builder, loc, type, packed, *scales, zeroPoints,
+          builder, loc, type, packed, *scales, *zeroPoints,
           builder.getI64IntegerAttr(bits),
           blockSize ? builder.getI64IntegerAttr(*blockSize) : IntegerAttr());
       if (failed(verify(op)))
@@ -300,19 +296,15 @@ LogicalResult GraphImporter::convertORTMoE(const onnx::NodeProto &node) {
   Value down = emitTranspose(
       loc, emitReshape(loc, *fc2, {experts, hidden, inter}), {0, 2, 1});
   Value gate, up, gateBias, upBias, downBias;
+  FailureOr<Value> fc1BiasInput = getOptionalValue(node, fc1Bias);
+  FailureOr<Value> fc2BiasInput = getOptionalValue(node, fc2Bias);
+  if (failed(fc1BiasInput) || failed(fc2BiasInput))
+    return failure();
   Value fc1BiasValue;
-  if (hasInput(node, fc1Bias)) {
-    FailureOr<Value> value = getValue(node, fc1Bias);
-    if (failed(value))
-      return failure();
-    fc1BiasValue = emitReshape(loc, *value, {experts, factor * inter});
-  }
-  if (hasInput(node, fc2Bias)) {
-    FailureOr<Value> value = getValue(node, fc2Bias);
-    if (failed(value))
-      return failure();
-    downBias = emitReshape(loc, *value, {experts, hidden});
-  }
+  if (*fc1BiasInput)
+    fc1BiasValue = emitReshape(loc, *fc1BiasInput, {experts, factor * inter});
+  if (*fc2BiasInput)
+    downBias = emitReshape(loc, *fc2BiasInput, {experts, hidden});
   if (!gated) {
     up = fc1Weights;
     upBias = fc1BiasValue;

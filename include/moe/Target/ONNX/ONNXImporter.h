@@ -19,6 +19,7 @@
 #include "mlir/IR/OwningOpRef.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/Support/CommandLine.h"
 
 namespace moe {
 
@@ -42,6 +43,20 @@ std::string parseDimParams(llvm::StringRef text, ONNXImportOptions &options);
 /// Parses "input=1x128,other=4x16x64" into `options.inputShapes`. Returns an
 /// error message, or an empty string on success.
 std::string parseInputShapes(llvm::StringRef text, ONNXImportOptions &options);
+
+/// The --dim-params and --shape flags of every tool that imports ONNX.
+/// Construct one at file scope, before the command line is parsed.
+class ONNXImportFlags {
+public:
+  explicit ONNXImportFlags(llvm::cl::OptionCategory &category);
+  /// Puts the flags' values into `options`; returns an error message, or an
+  /// empty string on success.
+  std::string apply(ONNXImportOptions &options) const;
+
+private:
+  llvm::cl::opt<std::string> dimParams;
+  llvm::cl::opt<std::string> inputShapes;
+};
 
 /// Imports the ONNX model at `path`. Emits diagnostics on `context` and
 /// returns null on any error.

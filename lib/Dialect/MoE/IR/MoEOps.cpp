@@ -599,15 +599,24 @@ LogicalResult GatherOp::verify() {
                      "data.shape[:axis] + indices.shape + data.shape[axis+1:]");
 }
 
-LogicalResult GatherElementsOp::verify() {
-  ArrayRef<int64_t> data = shapeOf(getData());
-  if (failed(resolveAxis(*this, "axis", getAxis(), data.size())))
+/// GatherElements and ScatterElements: a valid axis, and indices of the
+/// data's rank.
+static LogicalResult verifyElementIndices(Operation *op, Value data,
+                                          Value indices, int64_t axis) {
+  int64_t rank = shapeOf(data).size();
+  if (failed(resolveAxis(op, "axis", axis, rank)))
     return failure();
-  if (shapeOf(getIndices()).size() != data.size()) {
-    return emitOpError() << "indices have rank " << shapeOf(getIndices()).size()
-                         << " but data has rank " << data.size()
-                         << "; they must be equal";
+  if (static_cast<int64_t>(shapeOf(indices).size()) != rank) {
+    return op->emitOpError()
+           << "indices have rank " << shapeOf(indices).size()
+           << " but data has rank " << rank << "; they must be equal";
   }
+  return success();
+}
+
+LogicalResult GatherElementsOp::verify() {
+  if (failed(verifyElementIndices(*this, getData(), getIndices(), getAxis())))
+    return failure();
   if (failed(verifySameElementType(*this, "result", getResult(),
                                    elementTypeOf(getData()))))
     return failure();
@@ -617,13 +626,8 @@ LogicalResult GatherElementsOp::verify() {
 
 LogicalResult ScatterElementsOp::verify() {
   ArrayRef<int64_t> data = shapeOf(getData());
-  if (failed(resolveAxis(*this, "axis", getAxis(), data.size())))
+  if (failed(verifyElementIndices(*this, getData(), getIndices(), getAxis())))
     return failure();
-  if (shapeOf(getIndices()).size() != data.size()) {
-    return emitOpError() << "indices have rank " << shapeOf(getIndices()).size()
-                         << " but data has rank " << data.size()
-                         << "; they must be equal";
-  }
   if (failed(verifyShape(*this, "updates", getUpdates(), shapeOf(getIndices()),
                          "the indices shape")) ||
       failed(verifySameElementType(*this, "updates", getUpdates(),

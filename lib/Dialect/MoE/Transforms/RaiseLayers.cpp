@@ -52,6 +52,23 @@ Value stripReshapes(Value value) {
   return value;
 }
 
+/// `x` when `gated` is silu(x), written as moe.silu or as x * sigmoid(x);
+/// null otherwise.
+Value matchSiluInput(Value gated) {
+  if (auto silu = gated.getDefiningOp<SiluOp>())
+    return silu.getInput();
+  auto mul = gated.getDefiningOp<MulOp>();
+  if (!mul)
+    return Value();
+  for (auto [x, s] : {std::pair(mul.getLhs(), mul.getRhs()),
+                      std::pair(mul.getRhs(), mul.getLhs())}) {
+    auto sigmoid = s.getDefiningOp<SigmoidOp>();
+    if (sigmoid && sigmoid.getInput() == x)
+      return x;
+  }
+  return Value();
+}
+
 /// What the matcher found; everything needed to build the moe.layer.
 struct GatheredExperts {
   Value tokens;       ///< [T, H]
@@ -100,18 +117,7 @@ FailureOr<Value> matchSwiGLU(Value value) {
     return failure();
   for (auto [gated, up] : {std::pair(mul.getLhs(), mul.getRhs()),
                            std::pair(mul.getRhs(), mul.getLhs())}) {
-    Value gate;
-    if (auto silu = gated.getDefiningOp<SiluOp>()) {
-      gate = silu.getInput();
-    } else if (auto inner = gated.getDefiningOp<MulOp>()) {
-      // g * sigmoid(g)
-      for (auto [x, s] : {std::pair(inner.getLhs(), inner.getRhs()),
-                          std::pair(inner.getRhs(), inner.getLhs())}) {
-        auto sigmoid = s.getDefiningOp<SigmoidOp>();
-        if (sigmoid && sigmoid.getInput() == x)
-          gate = x;
-      }
-    }
+    Value gate = matchSiluInput(gated);
     if (!gate)
       continue;
     if (shapeOf(gate) != shapeOf(up) || shapeOf(gate).size() != 2)
@@ -293,17 +299,7 @@ FailureOr<Value> matchDenseSwiGLU(Value value, GatheredExperts &match) {
     return failure();
   for (auto [gated, upValue] : {std::pair(mul.getLhs(), mul.getRhs()),
                                 std::pair(mul.getRhs(), mul.getLhs())}) {
-    Value gateLogits;
-    if (auto silu = gated.getDefiningOp<SiluOp>()) {
-      gateLogits = silu.getInput();
-    } else if (auto inner = gated.getDefiningOp<MulOp>()) {
-      for (auto [x, s] : {std::pair(inner.getLhs(), inner.getRhs()),
-                          std::pair(inner.getRhs(), inner.getLhs())}) {
-        auto sigmoid = s.getDefiningOp<SigmoidOp>();
-        if (sigmoid && sigmoid.getInput() == x)
-          gateLogits = x;
-      }
-    }
+    Value gateLogits = matchSiluInput(gated);
     if (!gateLogits)
       continue;
     FailureOr<std::pair<Value, Value>> gate = matchExpertMatMul(gateLogits);
@@ -509,17 +505,7 @@ FailureOr<SharedExpert> matchSharedExpert(Value value, Value tokens) {
     return failure();
   for (auto [gated, upValue] : {std::pair(mul.getLhs(), mul.getRhs()),
                                 std::pair(mul.getRhs(), mul.getLhs())}) {
-    Value gateLogits;
-    if (auto silu = gated.getDefiningOp<SiluOp>()) {
-      gateLogits = silu.getInput();
-    } else if (auto inner = gated.getDefiningOp<MulOp>()) {
-      for (auto [x, s] : {std::pair(inner.getLhs(), inner.getRhs()),
-                          std::pair(inner.getRhs(), inner.getLhs())}) {
-        auto sigmoid = s.getDefiningOp<SigmoidOp>();
-        if (sigmoid && sigmoid.getInput() == x)
-          gateLogits = x;
-      }
-    }
+    Value gateLogits = matchSiluInput(gated);
     if (!gateLogits)
       continue;
     FailureOr<Linear> gate = matchLinear(gateLogits);
