@@ -13,6 +13,7 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
+#include "moe/Dialect/MoE/IR/MoEOps.h"
 #include "moe/Dialect/MoE/Transforms/ModelExtraction.h"
 #include "moe/Dialect/MoE/Transforms/Passes.h"
 #include "moe/Plan/CostModel.h"
@@ -79,6 +80,14 @@ llvm::cl::opt<std::string> reportFile(
     llvm::cl::desc("Write the plan report to this file (JSON when it ends in "
                    ".json, text otherwise); default: print the text report"),
     llvm::cl::value_desc("filename"), llvm::cl::cat(category));
+
+llvm::cl::opt<double> capacityFactor(
+    "capacity-factor",
+    llvm::cl::desc("Allow capacity mode: each expert takes at most "
+                   "ceil(F * tokens * top_k / experts) (token, slot) pairs, "
+                   "the earliest tokens first, and drops the rest (static "
+                   "shapes, even all-to-all); default: dropless"),
+    llvm::cl::value_desc("F"), llvm::cl::init(0.0), llvm::cl::cat(category));
 
 /// Chooses a plan for the raised layers of `module`, records it on the
 /// module (moe.plan) and writes the report. Planning reads shapes only.
@@ -192,12 +201,24 @@ int main(int argc, char **argv) {
       moe::importONNXFile(inputFile, context, options);
   if (!module)
     return 1;
-  if (!machine.empty()) {
-    // Plan on the raised layers, before the lowering decomposes them.
+  if (capacityFactor < 0.0) {
+    llvm::errs() << "moe-compile: --capacity-factor must be positive\n";
+    return 1;
+  }
+  if (!machine.empty() || capacityFactor > 0.0) {
+    // Plan and set capacities on the raised layers, before the lowering
+    // decomposes them.
     PassManager raise(&context);
     raise.addPass(moe::createRaiseLayersPass());
     if (failed(raise.run(*module)))
       return 1;
+    if (capacityFactor > 0.0)
+      module->walk([&](moe::LayerOp layer) {
+        layer.setCapacityFactorAttr(
+            FloatAttr::get(Float64Type::get(&context), capacityFactor));
+      });
+  }
+  if (!machine.empty()) {
     llvm::errs() << "moe-compile: planning for " << machine << "\n";
     if (failed(planModule(*module)))
       return 1;

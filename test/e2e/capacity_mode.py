@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Capacity mode end to end (moe-compile --capacity-factor).
+
+    capacity_mode.py --bin BUILD/bin --work DIR
+
+On onnxruntime MoE test models with a JSON sidecar (the moe.layer operands
+as transforms of the initializers, see examples/onnx/make_ort_moe_models.py):
+- with a capacity large enough for every (token, slot) pair, moe-run's
+  outputs equal onnxruntime's dropless ones;
+- with a small capacity, they equal the numpy reference of the stated policy
+  (tools/reference/moe_reference.py: each expert keeps its earliest tokens)
+  and the kept pairs per expert (moe-run --expert-load) equal the
+  reference's.
+Prints one line per case and 'N passed, N failed'.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tools", "reference"))
+sys.path.insert(0, os.path.join(REPO, "examples", "onnx"))
+import moe_reference  # noqa: E402
+from check_ort_moe_models import apply_transforms  # noqa: E402
+
+MODELS = ["moe_silu_top2", "moe_swiglu_interleaved", "moe_relu_bias_top1"]
+TOKENS = 16
+
+
+def run_case(args, name, factor, reference):
+    models = os.path.join(REPO, "test", "ONNX", "models", "ort")
+    with open(os.path.join(models, name + ".json")) as f:
+        side = json.load(f)
+    model_path = os.path.join(models, side["model"])
+    model = onnx.load(model_path)
+    inits = {t.name: numpy_helper.to_array(t)
+             for t in model.graph.initializer}
+    hidden = [d.dim_value for d in model.graph.input[0].type.tensor_type
+              .shape.dim][-1]
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    x = rng.standard_normal((TOKENS, hidden)).astype(np.float32)
+    work = os.path.join(args.work, f"{name}_{factor}")
+    os.makedirs(work, exist_ok=True)
+    inputs, outputs = os.path.join(work, "x.npy"), os.path.join(work, "y.npy")
+    load = os.path.join(work, "load.jsonl")
+    np.save(inputs, x)
+    program = os.path.join(work, "model.moe")
+    for command in ([os.path.join(args.bin, "moe-compile"), model_path,
+                     f"--dim-params=tokens={TOKENS}",
+                     f"--capacity-factor={factor}", "-o", program],
+                    [os.path.join(args.bin, "moe-run"), program, "--inputs",
+                     inputs, "--outputs", outputs, "--expert-load", load,
+                     "--warmup", "0", "--iterations", "1"]):
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            return False, f"{os.path.basename(command[0])} failed: " \
+                          f"{result.stderr.strip()}"
+    y = np.load(outputs)
+    with open(load) as f:
+        kept = json.loads(f.readline())["tokens_per_expert"]
+
+    operands = {key: apply_transforms(inits[op["initializer"]],
+                                      op["transforms"], inits)
+                for key, op in side["operands"].items()}
+    attributes = dict(side["layer"])
+    experts = operands["router_weight"].shape[1]
+    capacity = moe_reference.capacity_for(factor, TOKENS,
+                                          attributes["top_k"], experts)
+    if reference == "onnxruntime":
+        os.environ.update(side.get("ort_env", {}))
+        session = ort.InferenceSession(model_path,
+                                       providers=["CPUExecutionProvider"])
+        expected = session.run(None, {side["input"]: x})[0]
+    else:
+        expected = moe_reference.layer(x, **operands, **attributes,
+                                       capacity_factor=factor, f64=True)
+    # The reference's kept pairs per expert: the first `capacity` of each.
+    _, selected = moe_reference.router(
+        x.astype(np.float64), operands["router_weight"],
+        top_k=attributes["top_k"], score=attributes["score"],
+        normalize=attributes.get("normalize", False),
+        router_bias=operands.get("router_bias"))
+    counts = np.bincount(selected.reshape(-1), minlength=experts)
+    expected_kept = np.minimum(counts, capacity).tolist()
+    if kept != expected_kept:
+        return False, f"kept pairs {kept}, expected {expected_kept}"
+    if not np.allclose(y, expected, rtol=1e-4, atol=1e-5):
+        return False, (f"outputs differ from {reference}: max |diff| "
+                       f"{np.max(np.abs(y - expected)):.3g}")
+    dropped = int(counts.sum() - sum(kept))
+    return True, (f"capacity {capacity}, {dropped} of {int(counts.sum())} "
+                  f"pairs dropped, matches {reference}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bin", required=True)
+    parser.add_argument("--work", required=True)
+    args = parser.parse_args()
+    passed = failed = 0
+    for name in MODELS:
+        # A factor of `experts` gives capacity tokens * top_k: nothing drops.
+        for factor, reference in ((8.0, "onnxruntime"),
+                                  (0.5, "the numpy reference")):
+            ok, message = run_case(args, name, factor, reference)
+            print(f"{'PASS' if ok else 'FAIL'} {name} capacity factor "
+                  f"{factor}: {message}")
+            passed += ok
+            failed += not ok
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
