@@ -109,6 +109,29 @@ void copyBox(const uint8_t *source, const Shape &fullShape,
 
 } // namespace
 
+Status moe::rt::checkFitsInMemory(const Program &program) {
+  // Every buffer is allocated up front (inputs twice: the caller's copy and
+  // the executor's); refuse a program whose buffers cannot fit before
+  // trying.
+  double bytes = 0;
+  for (const InputDecl &input : program.inputs)
+    bytes += 2.0 * static_cast<double>(numElements(input.type.shape)) *
+             dtypeSize(input.type.dtype);
+  for (const Operation &op : program.operations)
+    for (const ValueType &type : op.resultTypes)
+      bytes +=
+          static_cast<double>(numElements(type.shape)) * dtypeSize(type.dtype);
+  double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) *
+                  static_cast<double>(::sysconf(_SC_PAGESIZE));
+  if (memory > 0 && bytes > memory)
+    return Status::error("the program's buffers need " +
+                         std::to_string(bytes / 1e9) +
+                         " GB, more than this "
+                         "machine's " +
+                         std::to_string(memory / 1e9) + " GB");
+  return Status::success();
+}
+
 Status Executor::create(Program program, const std::string &programDirectory,
                         int threads, std::unique_ptr<Executor> &executor) {
   executor.reset(new Executor());
@@ -120,13 +143,27 @@ Status Executor::create(Program program, const std::string &programDirectory,
   self.values_.resize(p.numValues);
   self.isStatic_.assign(p.numValues, false);
 
+  if (Status status = checkFitsInMemory(p); !status)
+    return status;
+  auto allocate = [&](int id, const ValueType &type) {
+    self.values_[id] = Tensor(type.dtype, type.shape);
+    if (!self.values_[id].data())
+      return Status::error("out of memory allocating value " +
+                           std::to_string(id) + " (" + formatShape(type.shape) +
+                           ")");
+    return Status::success();
+  };
   for (const InputDecl &input : p.inputs)
-    self.values_[input.id] = Tensor(input.type.dtype, input.type.shape);
+    if (Status status = allocate(input.id, input.type); !status)
+      return status;
   for (const ConstDecl &constant : p.constants) {
     Tensor values(DType::F64, constant.type.shape);
     std::memcpy(values.data(), constant.values.data(),
                 constant.values.size() * sizeof(double));
     Tensor tensor(constant.type.dtype, constant.type.shape);
+    if (!values.data() || !tensor.data())
+      return Status::error("out of memory allocating constant " +
+                           std::to_string(constant.id));
     convert(values, tensor);
     self.values_[constant.id] = std::move(tensor);
     self.isStatic_[constant.id] = true;
@@ -190,8 +227,8 @@ Status Executor::create(Program program, const std::string &programDirectory,
   for (size_t i = 0; i < p.operations.size(); ++i) {
     const Operation &op = p.operations[i];
     for (size_t r = 0; r < op.results.size(); ++r)
-      self.values_[op.results[r]] =
-          Tensor(op.resultTypes[r].dtype, op.resultTypes[r].shape);
+      if (Status status = allocate(op.results[r], op.resultTypes[r]); !status)
+        return status;
     if (!self.isStatic_[op.results.front()])
       continue;
     status = self.runOperation(i);
@@ -256,6 +293,9 @@ Status Executor::loadWeights(const std::string &programDirectory) {
       // Sliced or misaligned (initializers inside a protobuf start anywhere):
       // copy only the box this rank owns.
       tensor = Tensor(weight.type.dtype, weight.type.shape);
+      if (!tensor.data())
+        return Status::error("out of memory reading weight '" + weight.name +
+                             "'");
       Shape offsets = weight.sliceOffsets ? *weight.sliceOffsets
                                           : Shape(weight.fullShape.size(), 0);
       copyBox(bytes, weight.fullShape, offsets, weight.type.shape, elementSize,

@@ -145,8 +145,8 @@ Status moe::rt::readNpy(const std::string &path, Tensor &tensor) {
       return fail("bad shape (" + shapeText + ")");
     shape.push_back(dim);
   }
-  int64_t count = numElements(shape);
-  if (count < 0 || count > (int64_t(1) << 36))
+  int64_t count = checkedNumElements(shape, int64_t(1) << 36);
+  if (count < 0)
     return fail("shape (" + shapeText + ") is too large");
   tensor = Tensor(dtype, shape);
   if (!file.read(static_cast<char *>(tensor.data()), tensor.sizeInBytes()))

@@ -180,8 +180,7 @@ private:
       return error("unknown element type '" + dtype + "'");
     if (!parseShape(shape, type.shape))
       return error("bad shape '" + shape + "'");
-    if (numElements(type.shape) < 0 ||
-        numElements(type.shape) > (int64_t(1) << 40))
+    if (checkedNumElements(type.shape, int64_t(1) << 40) < 0)
       return error("shape '" + shape + "' is too large");
     return Status::success();
   }
@@ -227,7 +226,8 @@ private:
           return error("bad slice: expected 'slice <offsets> <sizes>' with "
                        "one entry per dimension");
         for (size_t d = 0; d < sizes.size(); ++d)
-          if (offsets[d] + sizes[d] > weight.fullShape[d])
+          if (offsets[d] > weight.fullShape[d] ||
+              sizes[d] > weight.fullShape[d] - offsets[d])
             return error("slice exceeds dimension " + std::to_string(d) +
                          " of weight '" + weight.name + "'");
         weight.sliceOffsets = offsets;
@@ -252,7 +252,11 @@ private:
         status = parseType(w[2], w[3], constant.type);
       if (!status)
         return status;
-      int64_t count = numElements(constant.type.shape);
+      // Constants are small (shape arithmetic, masks); a huge one is a
+      // corrupted program.
+      int64_t count = checkedNumElements(constant.type.shape, int64_t(1) << 26);
+      if (count < 0)
+        return error("constant of shape " + w[3] + " is too large");
       std::vector<std::string> items;
       if (w[4] != "none")
         items = splitOn(w[4], ',');

@@ -67,6 +67,16 @@ int64_t moe::rt::numElements(const Shape &shape) {
   return count;
 }
 
+int64_t moe::rt::checkedNumElements(const Shape &shape, int64_t limit) {
+  int64_t count = 1;
+  for (int64_t dim : shape) {
+    if (dim < 0 || (dim != 0 && count > limit / dim))
+      return -1;
+    count *= dim;
+  }
+  return count;
+}
+
 std::string moe::rt::formatShape(const Shape &shape) {
   if (shape.empty())
     return "scalar";
@@ -91,6 +101,9 @@ Tensor::Tensor(DType dtype, Shape shape)
   size_t bytes = (std::max<size_t>(sizeInBytes(), 1) + alignment - 1) /
                  alignment * alignment;
   void *data = std::aligned_alloc(alignment, bytes);
+  // Out of memory: the tensor stays without data, which Executor checks.
+  if (!data)
+    return;
   std::memset(data, 0, bytes);
   storage_ = std::shared_ptr<void>(data, std::free);
   data_ = data;

@@ -178,8 +178,8 @@ Status moe::rt::readTensorProto(const std::string &path, Tensor &tensor) {
     if (dim < 0)
       return fail("negative dimension " + std::to_string(dim));
   Shape shape(dims.begin(), dims.end());
-  int64_t count = numElements(shape);
-  if (count < 0 || count > (int64_t(1) << 36))
+  int64_t count = checkedNumElements(shape, int64_t(1) << 36);
+  if (count < 0)
     return fail("shape " + formatShape(shape) + " is too large");
   tensor = Tensor(dtype, shape);
   uint64_t expected = tensor.sizeInBytes();

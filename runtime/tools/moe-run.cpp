@@ -578,6 +578,11 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
     return 1;
   }
+  if (!(status = checkFitsInMemory(program))) {
+    std::fprintf(stderr, "moe-run: %s: %s\n", options.program.c_str(),
+                 status.message.c_str());
+    return 1;
+  }
   options.inputs = expandTestDataSets(options.inputs, "input");
   options.compare = expandTestDataSets(options.compare, "output");
   auto checkCount = [&](const std::vector<std::string> &files, size_t want,

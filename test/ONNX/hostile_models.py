@@ -67,7 +67,7 @@ def cases(work):
 
     model = base_model()
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = -2
-    yield "negative input dim", model, "negative dimension"
+    yield "negative input dim", model, "negative or too large dimension"
 
     model = base_model()
     del model.graph.initializer[0].dims[:]
@@ -100,6 +100,50 @@ def cases(work):
     model = base_model()
     model.opset_import[0].version = 7
     yield "old opset", model, "opset 7"
+
+    # Hostile constants evaluated while importing (a security review's
+    # reproducers): missing inputs, empty scalars, overflow, mismatched
+    # shapes, huge repeat counts, repeated axes, negative sizes.
+    def graph_with(nodes, initializers, output="y"):
+        graph = helper.make_graph(
+            nodes, "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+            [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)],
+            initializers)
+        return helper.make_model(graph,
+                                 opset_imports=[helper.make_opsetid("", 17)])
+
+    i64 = lambda name, values: numpy_helper.from_array(
+        np.array(values, np.int64), name)
+    yield "Range with a missing input", graph_with(
+        [helper.make_node("Range", ["a"], ["y"])], [i64("a", 1)]), \
+        "missing input"
+    yield "Add with a missing input", graph_with(
+        [helper.make_node("Add", ["a"], ["y"])], [i64("a", [1])]), \
+        "input 1 is missing"
+    yield "Range of empty scalars", graph_with(
+        [helper.make_node("Range", ["a", "a", "a"], ["y"])],
+        [i64("a", np.zeros(0, np.int64))]), "must be scalars"
+    yield "integer division overflow", graph_with(
+        [helper.make_node("Div", ["a", "b"], ["y"])],
+        [i64("a", [np.iinfo(np.int64).min]), i64("b", [-1])]), "overflow"
+    yield "Concat of mismatched constants", graph_with(
+        [helper.make_node("Concat", ["a", "b"], ["y"], axis=0)],
+        [i64("a", np.zeros((2, 1), np.int64)),
+         i64("b", np.zeros((1, 600), np.int64))]), \
+        "outside the concatenation axis"
+    yield "huge Tile", graph_with(
+        [helper.make_node("Tile", ["x", "r"], ["y"])],
+        [i64("r", [1, 10 ** 12])]), "too large"
+    yield "Unsqueeze with a repeated axis", graph_with(
+        [helper.make_node("Unsqueeze", ["x", "axes"], ["y"])],
+        [i64("axes", [0, 0])]), "is repeated"
+    yield "Expand to a negative size", graph_with(
+        [helper.make_node("Expand", ["x", "s"], ["y"])],
+        [i64("s", [-5, 3])]), "is -5"
+    yield "Split with a negative size", graph_with(
+        [helper.make_node("Split", ["x", "s"], ["y", "z"], axis=1)],
+        [i64("s", [-3, 6])]), "split size -3 is invalid"
 
     directory = os.path.join(work, "external")
     os.makedirs(directory, exist_ok=True)

@@ -79,6 +79,28 @@ def main():
     with open(moved_program, "w") as f:
         f.write(moved_text.replace("weights-dir ", "weights-dir gone/", 1))
 
+    # Corrupted programs a security review built: sizes that overflow,
+    # slices past their weight, buffers larger than the machine.
+    def raw_program(name, body):
+        path = os.path.join(work, name + ".moe")
+        with open(path, "w") as f:
+            f.write("moe-program 1\nweights-dir .\n" + body)
+        return path
+
+    overflowing = raw_program(
+        "overflowing", "input 0 x f32 4294967296x4294967296\n"
+        "op neg 1:f32:4294967296x4294967296 = 0\noutput 1 y\n")
+    with open(os.path.join(work, "w.bin"), "wb") as f:
+        f.write(bytes(64))
+    slice_overflow = raw_program(
+        "slice_overflow", "weight 0 w f32 4x4 w.bin 0 64 slice "
+        "9223372036854775807x0 1x4\noutput 0 y\n")
+    huge_buffers = raw_program(
+        "huge_buffers", "input 0 x f32 1099511627776\n"
+        "op neg 1:f32:1099511627776 = 0\noutput 1 y\n")
+    huge_constant = raw_program(
+        "huge_constant", "const 0 f32 1099511627776 1\noutput 0 y\n")
+
     run = os.path.join(args.bin, "moe-run")
     output = os.path.join(work, "out.npy")
     cases = [
@@ -103,6 +125,10 @@ def main():
         ("bad flag value", [program, "--iterations", "many"],
          "needs a non-negative integer"),
         ("unknown flag", [program, "--fast"], "unknown option"),
+        ("overflowing shape", [overflowing], "is too large"),
+        ("slice offset overflow", [slice_overflow], "slice exceeds"),
+        ("buffers larger than memory", [huge_buffers], "more than this"),
+        ("huge constant", [huge_constant], "is too large"),
         ("mismatching reference", [program, "--inputs", good, "--compare",
                                    wrong_shape], "FAIL"),
     ]

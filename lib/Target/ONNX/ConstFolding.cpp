@@ -15,6 +15,9 @@
 #include "moe/Dialect/MoE/IR/MoEOps.h"
 
 #include <cmath>
+#include <limits>
+
+#include "llvm/Support/MathExtras.h"
 
 using namespace mlir;
 using namespace moe;
@@ -94,8 +97,11 @@ LogicalResult GraphImporter::tryFold(const onnx::NodeProto &node,
     if (llvm::any_of(shape, ShapedType::isDynamic))
       return success();
     if (type == "Size") {
+      int64_t count = checkedNumElements(shape);
+      if (count < 0)
+        return success(); // Too large; the handler reports it.
       ConstTensor size = ConstTensor::zeros({}, i64);
-      size.ints[0] = checkedNumElements(shape);
+      size.ints[0] = count;
       constants[node.output(0)] = size;
     } else {
       int64_t rank = shape.size();
@@ -155,7 +161,15 @@ LogicalResult GraphImporter::tryFold(const onnx::NodeProto &node,
       return success();
     inputs.push_back(constant);
   }
-  if (inputs.empty() && type != "ConstantOfShape")
+  // A node missing a required input is left to its handler, which reports
+  // it; the evaluation below may then index every required input.
+  size_t required = llvm::StringSwitch<size_t>(type)
+                        .Cases({"Range", "OneHot", "Where", "Slice"}, 3)
+                        .Cases({"Gather", "GatherND", "Expand", "Reshape"}, 2)
+                        .Default(isElementwiseOp(type) ? 2 : 1);
+  if (inputs.size() < required ||
+      llvm::is_contained(ArrayRef(inputs).take_front(required), nullptr) ||
+      (type == "Concat" && llvm::is_contained(inputs, nullptr)))
     return success();
   auto readInts = [](const ConstTensor *tensor) {
     SmallVector<int64_t> result;
@@ -193,14 +207,17 @@ LogicalResult GraphImporter::tryFold(const onnx::NodeProto &node,
   } else if (type == "Range") {
     const ConstTensor *start = inputs[0], *limit = inputs[1],
                       *delta = inputs[2];
+    if (start->numElements() != 1 || limit->numElements() != 1 ||
+        delta->numElements() != 1)
+      return nodeError(node) << "start, limit and delta must be scalars";
     double s = start->asDouble(0), l = limit->asDouble(0),
            d = delta->asDouble(0);
     if (d == 0)
       return nodeError(node) << "delta is 0";
-    int64_t count =
-        std::max<int64_t>(static_cast<int64_t>(std::ceil((l - s) / d)), 0);
-    if (count > kMaxFoldElements)
-      return success();
+    double steps = std::ceil((l - s) / d);
+    if (!(steps <= kMaxFoldElements))
+      return success(); // Too large (or not finite) to build here.
+    int64_t count = std::max<int64_t>(static_cast<int64_t>(steps), 0);
     result = ConstTensor::zeros({count}, start->elementType);
     for (int64_t i = 0; i < count; ++i) {
       if (result.isFloat())
@@ -224,8 +241,10 @@ LogicalResult GraphImporter::tryFold(const onnx::NodeProto &node,
       if (!input->isFloat() && !result.isFloat() && type != "Sqrt" &&
           type != "Reciprocal") {
         int64_t v = input->asInt(i);
-        result.setInt(i, type == "Neg"   ? -v
-                         : type == "Abs" ? std::abs(v)
+        // Negation wraps like two's complement instead of overflowing.
+        int64_t negated = static_cast<int64_t>(0ULL - static_cast<uint64_t>(v));
+        result.setInt(i, type == "Neg"   ? negated
+                         : type == "Abs" ? (v < 0 ? negated : v)
                          : type == "Not" ? !v
                                          : v);
         continue;
@@ -277,11 +296,17 @@ LogicalResult GraphImporter::tryFold(const onnx::NodeProto &node,
         const ConstTensor *lhs = inputs[0], *rhs = inputs[1];
         if (!lhs->isFloat() && !rhs->isFloat()) {
           int64_t a = lhs->asInt(at(0)), b = rhs->asInt(at(1));
-          if (type == "Div" && b == 0)
-            return nodeError(node) << "divides by zero";
-          int64_t value = type == "Add"   ? a + b
-                          : type == "Sub" ? a - b
-                          : type == "Mul" ? a * b
+          if (type == "Div" &&
+              (b == 0 || (a == std::numeric_limits<int64_t>::min() && b == -1)))
+            return nodeError(node) << "integer division by zero or overflow";
+          int64_t checked = 0;
+          if ((type == "Add" && llvm::AddOverflow(a, b, checked)) ||
+              (type == "Sub" && llvm::SubOverflow(a, b, checked)) ||
+              (type == "Mul" && llvm::MulOverflow(a, b, checked)))
+            return nodeError(node) << "integer " << type << " of " << a
+                                   << " and " << b << " overflows";
+          int64_t value = type == "Add" || type == "Sub" || type == "Mul"
+                              ? checked
                           : type == "Div" ? a / b
                           : type == "Pow" ? static_cast<int64_t>(std::pow(a, b))
                           : type == "Max" ? std::max(a, b)
@@ -433,6 +458,10 @@ LogicalResult GraphImporter::tryFold(const onnx::NodeProto &node,
         if (input->shape.size() != data->shape.size() ||
             input->elementType != data->elementType)
           return nodeError(node) << "inputs differ in rank or type";
+        for (int64_t d = 0; d < rank; ++d)
+          if (d != *axis && input->shape[d] != data->shape[d])
+            return nodeError(node)
+                   << "inputs differ outside the concatenation axis";
         shape[*axis] += input->shape[*axis];
       }
       if (tooLarge(shape))
@@ -481,6 +510,8 @@ LogicalResult GraphImporter::tryFold(const onnx::NodeProto &node,
     } else if (type == "Trilu") {
       if (data->shape.size() < 2)
         return nodeError(node) << "input must have rank 2 or more";
+      if (inputs.size() > 1 && inputs[1] && inputs[1]->numElements() != 1)
+        return nodeError(node) << "k must hold one value";
       int64_t k = inputs.size() > 1 && inputs[1] ? inputs[1]->asInt(0) : 0;
       bool upper = getIntAttr(node, "upper", 1) != 0;
       result = *data;

@@ -182,9 +182,10 @@ GraphImporter::convertValueType(const onnx::ValueInfoProto &info,
   }
   for (const auto &dim : tensorType.shape().dim()) {
     if (dim.has_dim_value()) {
-      if (dim.dim_value() < 0)
+      if (dim.dim_value() < 0 || dim.dim_value() > (int64_t(1) << 40))
         return fileError() << "graph input '" << info.name()
-                           << "' has negative dimension " << dim.dim_value();
+                           << "' has negative or too large dimension "
+                           << dim.dim_value();
       shape.push_back(dim.dim_value());
       names.push_back("");
       continue;

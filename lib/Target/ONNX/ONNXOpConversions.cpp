@@ -13,6 +13,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "moe/Dialect/MoE/IR/MoEOps.h"
 #include "llvm/ADT/SmallSet.h"
+#include "llvm/Support/MathExtras.h"
 
 using namespace mlir;
 using namespace moe;
@@ -536,9 +537,11 @@ GraphImporter::reshapeTarget(const onnx::NodeProto &node,
       return nodeError(node)
              << "axis " << axisAttr << " is out of range for rank " << rank;
     int64_t axis = axisAttr < 0 ? axisAttr + rank : axisAttr;
-    int64_t outer = 1, inner = 1;
-    for (int64_t i = 0; i < rank; ++i)
-      (i < axis ? outer : inner) *= input[i];
+    int64_t outer = checkedNumElements(input.take_front(axis));
+    int64_t inner = checkedNumElements(input.drop_front(axis));
+    if (outer < 0 || inner < 0)
+      return nodeError(node)
+             << "input " << formatShape(input) << " is too large to flatten";
     return SmallVector<int64_t>{outer, inner};
   }
   if (type == "Unsqueeze" || type == "Squeeze") {
@@ -557,6 +560,8 @@ GraphImporter::reshapeTarget(const onnx::NodeProto &node,
         FailureOr<int64_t> resolved = resolveAxis(node, axis, outRank);
         if (failed(resolved))
           return failure();
+        if (inserted[*resolved])
+          return nodeError(node) << "axis " << axis << " is repeated";
         inserted[*resolved] = true;
       }
       SmallVector<int64_t> shape;
@@ -692,6 +697,9 @@ LogicalResult GraphImporter::convertTile(const onnx::NodeProto &node) {
     if (count == 1)
       continue;
     SmallVector<int64_t> tiled(shapeOf(result));
+    if (count > kMaxFoldElements ||
+        (tiled[axis] > 0 && count > (int64_t(1) << 40) / tiled[axis]))
+      return nodeError(node) << "repeat count " << count << " is too large";
     if (ShapedType::isDynamic(tiled[axis]))
       return nodeError(node) << "cannot tile a dynamic dimension; bind it "
                                 "with --dim-params or --shape";
@@ -717,8 +725,12 @@ LogicalResult GraphImporter::convertExpand(const onnx::NodeProto &node) {
   if (failed(input) || failed(target))
     return failure();
   SmallVector<int64_t> targetShape;
-  for (int64_t i = 0; i < (*target)->numElements(); ++i)
+  for (int64_t i = 0; i < (*target)->numElements(); ++i) {
     targetShape.push_back((*target)->asInt(i));
+    if (targetShape.back() < 0)
+      return nodeError(node)
+             << "shape entry " << i << " is " << targetShape.back();
+  }
   // ONNX Expand broadcasts both ways: a 1 in the target keeps the input's.
   FailureOr<SmallVector<int64_t>> shape =
       broadcastShapes(shapeOf(*input), targetShape);
@@ -811,10 +823,10 @@ LogicalResult GraphImporter::convertConcat(const onnx::NodeProto &node) {
     if (inputShape.size() != first.size())
       return nodeError(node) << "inputs differ in rank";
     int64_t dim = inputShape[*axis];
-    shape[*axis] =
-        ShapedType::isDynamic(dim) || ShapedType::isDynamic(shape[*axis])
-            ? ShapedType::kDynamic
-            : shape[*axis] + dim;
+    if (ShapedType::isDynamic(dim) || ShapedType::isDynamic(shape[*axis]))
+      shape[*axis] = ShapedType::kDynamic;
+    else if (llvm::AddOverflow(shape[*axis], dim, shape[*axis]))
+      return nodeError(node) << "concatenated size overflows";
   }
   auto type = RankedTensorType::get(shape, elementTypeOf(inputs.front()));
   setResult(node, 0,
@@ -851,6 +863,13 @@ LogicalResult GraphImporter::convertSplit(const onnx::NodeProto &node) {
   if (static_cast<int64_t>(sizes.size()) != parts)
     return nodeError(node) << "split has " << sizes.size()
                            << " sizes but the node has " << parts << " outputs";
+  int64_t total = 0;
+  for (int64_t size : sizes)
+    if (size < 0 || llvm::AddOverflow(total, size, total))
+      return nodeError(node) << "split size " << size << " is invalid";
+  if (!ShapedType::isDynamic(shape[*axis]) && total != shape[*axis])
+    return nodeError(node) << "split sizes add up to " << total << " but axis "
+                           << axisAttr << " has " << shape[*axis];
   SmallVector<Type> types;
   for (int64_t size : sizes) {
     SmallVector<int64_t> partShape(shape);
@@ -872,6 +891,8 @@ LogicalResult GraphImporter::convertTrilu(const onnx::NodeProto &node) {
     FailureOr<const ConstTensor *> value = requireConst(node, 1, "k");
     if (failed(value))
       return failure();
+    if ((*value)->numElements() != 1)
+      return nodeError(node) << "k must hold one value";
     k = (*value)->asInt(0);
   }
   if (shapeOf(*input).size() < 2)
@@ -906,6 +927,15 @@ LogicalResult GraphImporter::convertConstantNode(const onnx::NodeProto &node) {
 
 LogicalResult
 GraphImporter::convertNeedsConstants(const onnx::NodeProto &node) {
+  int required = llvm::StringSwitch<int>(node.op_type())
+                     .Cases({"Range", "OneHot"}, 3)
+                     .Cases({"And", "Or"}, 2)
+                     .Default(1);
+  if (node.input_size() < required ||
+      llvm::any_of(node.input(),
+                   [](const std::string &name) { return name.empty(); }))
+    return nodeError(node) << "has a missing input (it takes " << required
+                           << ")";
   return nodeError(node) << "is evaluated while compiling and needs inputs "
                             "known at compile time; bind symbolic dimensions "
                             "with --dim-params or --shape";

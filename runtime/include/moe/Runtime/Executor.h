@@ -30,6 +30,10 @@ struct OpTiming {
   double durationSeconds;
 };
 
+/// Fails, saying how much, when the buffers `program` declares cannot fit in
+/// this machine's memory.
+Status checkFitsInMemory(const Program &program);
+
 class Executor {
 public:
   /// Loads `program`; weight files are found in `programDirectory` joined

@@ -35,6 +35,9 @@ using Shape = std::vector<int64_t>;
 
 /// Number of elements of `shape` (1 for a scalar).
 int64_t numElements(const Shape &shape);
+/// The same for a shape read from a file: -1 when a dimension is negative
+/// or the count overflows or exceeds `limit`.
+int64_t checkedNumElements(const Shape &shape, int64_t limit);
 /// "2x3x4", or "scalar".
 std::string formatShape(const Shape &shape);
 
