@@ -822,6 +822,13 @@ LogicalResult GraphImporter::convertConcat(const onnx::NodeProto &node) {
     ArrayRef<int64_t> inputShape = shapeOf(input);
     if (inputShape.size() != first.size())
       return nodeError(node) << "inputs differ in rank";
+    for (size_t d = 0; d < first.size(); ++d)
+      if (static_cast<int64_t>(d) != *axis &&
+          !ShapedType::isDynamic(inputShape[d]) &&
+          !ShapedType::isDynamic(first[d]) && inputShape[d] != first[d])
+        return nodeError(node)
+               << "input " << formatShape(inputShape) << " differs from "
+               << formatShape(first) << " outside the concatenation axis";
     int64_t dim = inputShape[*axis];
     if (ShapedType::isDynamic(dim) || ShapedType::isDynamic(shape[*axis]))
       shape[*axis] = ShapedType::kDynamic;
