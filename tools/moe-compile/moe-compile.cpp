@@ -24,10 +24,13 @@
 #include "moe/Target/Runtime/ProgramExport.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
+#include <cmath>
 
 using namespace mlir;
 
@@ -132,13 +135,55 @@ LogicalResult planModule(ModuleOp module) {
                   "(partitioning by the plan is not implemented yet)\n";
   module->setAttr("moe.plan", StringAttr::get(module.getContext(),
                                               plan->best.config.str()));
+  // In capacity mode, what the assumed expert load would drop: expert e of
+  // a layer receives share_e * tokens * top_k pairs and keeps at most the
+  // capacity.
+  llvm::json::Array capacityJSON;
+  std::string capacityText;
+  if (capacityFactor > 0.0) {
+    llvm::Expected<std::vector<std::vector<double>>> shares =
+        moe::plan::expertShares(*load, extracted->model);
+    if (!shares)
+      return report(shares.takeError());
+    const moe::plan::ModelDescription &model = extracted->model;
+    size_t moeLayer = 0;
+    for (const moe::plan::LayerDescription &layer : model.layers) {
+      if (!layer.isMoE())
+        continue;
+      double pairs = static_cast<double>(model.tokensPerStep() * layer.topK);
+      int64_t capacity = static_cast<int64_t>(
+          std::ceil(capacityFactor * pairs / layer.numExperts));
+      double dropped = 0;
+      for (double share : (*shares)[moeLayer])
+        dropped += std::max(0.0, share * pairs - capacity);
+      capacityText += llvm::formatv(
+          "capacity mode, MoE layer {0}: capacity {1} pairs per expert; "
+          "{2:F1} of {3:F0} pairs ({4:F2} %) would be dropped under {5}\n",
+          moeLayer, capacity, dropped, pairs, 100.0 * dropped / pairs,
+          load->describe());
+      capacityJSON.push_back(
+          llvm::json::Object{{"moe_layer", static_cast<int64_t>(moeLayer)},
+                             {"capacity", capacity},
+                             {"pairs", pairs},
+                             {"expected_dropped_pairs", dropped}});
+      ++moeLayer;
+    }
+  }
   std::string text;
   llvm::raw_string_ostream os(text);
   if (StringRef(reportFile).ends_with(".json")) {
-    os << llvm::formatv("{0:2}", moe::plan::planReportToJSON(*plan)) << "\n";
+    llvm::json::Value json = moe::plan::planReportToJSON(*plan);
+    if (capacityFactor > 0.0)
+      json.getAsObject()->try_emplace(
+          "capacity_mode",
+          llvm::json::Object{
+              {"capacity_factor", static_cast<double>(capacityFactor)},
+              {"layers", std::move(capacityJSON)}});
+    os << llvm::formatv("{0:2}", json) << "\n";
   } else {
     for (const std::string &note : extracted->notes)
       os << "note: " << note << "\n";
+    os << capacityText;
     os << moe::plan::formatPlanReport(*plan);
   }
   if (reportFile.empty()) {
