@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The one prepared script for the GPU machine (issue 6): builds runtime/
+# (no LLVM or MLIR needed) with the CUDA backend, runs the ctest label `gpu`
+# and the GPU benchmarks, and writes everything under $OUT:
+#   gpu-tests.txt        ctest output of the gpu label (a failure fails run.sh)
+#   permute_bench.json   permute / unpermute bandwidth against the HBM copy
+#   nvidia-smi.txt       the device it ran on
+# Commit the JSON under bench/results/gpu/.
+#
+# Prepare here first: bench/gpu/fetch-deps.sh, then call the device tool with
+#   command: bash bench/gpu/run.sh   carry: [".gpu-deps"]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-build-gpu/out}
+BUILD=${MOE_GPU_BUILD_DIR:-build-gpu}
+mkdir -p "$OUT" "$BUILD"
+nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1 || echo "run.sh: nvidia-smi failed" >&2
+
+cmake_args=(-G Ninja -S runtime -B "$BUILD" -DCMAKE_BUILD_TYPE=Release)
+if [[ ! -f /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ||
+      ! -d /usr/lib/x86_64-linux-gnu/cmake/GTest ]]; then
+  if ! compgen -G ".gpu-deps/*.deb" >/dev/null; then
+    echo "run.sh: OpenBLAS or GoogleTest is missing and .gpu-deps/ has no" \
+      "packages; run bench/gpu/fetch-deps.sh and carry .gpu-deps" >&2
+    exit 1
+  fi
+  deps=$PWD/$BUILD/deps
+  rm -rf "$deps"
+  for deb in .gpu-deps/*.deb; do dpkg -x "$deb" "$deps"; done
+  cmake_args+=(-DMOE_DEPS_PREFIX="$deps" -DCMAKE_PREFIX_PATH="$deps/usr")
+  # libgfortran is a dependency of OpenBLAS, not of our binaries, so their
+  # RUNPATH does not reach it.
+  export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu:$deps/usr/lib/x86_64-linux-gnu/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+
+echo "== build"
+start=$(date +%s)
+cmake "${cmake_args[@]}" >"$OUT/cmake.txt"
+ninja -C "$BUILD" | tail -3
+echo "build took $(($(date +%s) - start)) s"
+
+echo "== gpu tests"
+status=0
+ctest --test-dir "$BUILD" -L gpu --output-on-failure 2>&1 |
+  tee "$OUT/gpu-tests.txt" || status=1
+if grep -q "SKIP:" "$OUT/gpu-tests.txt"; then
+  echo "run.sh: GPU tests skipped on the GPU machine" >&2
+  status=1
+fi
+
+echo "== permute / unpermute bandwidth"
+"$BUILD/bin/moe-permute-bench" "$OUT/permute_bench.json" || status=1
+"$BUILD/bin/moe-permute-bench" "$OUT/permute_bench_decode.json" 64 4096 2 8 ||
+  status=1
+exit $status
