@@ -26,3 +26,18 @@ tools = [
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 config.substitutions.append(("%moe_src_root", config.moe_src_root))
+
+# CUDA's ptxas (the toolkit is under /usr/local/cuda on the project's
+# machines); tests that assemble PTX are UNSUPPORTED, and say so, without it.
+import shutil
+
+ptxas = shutil.which("ptxas") or "/usr/local/cuda/bin/ptxas"
+if os.access(ptxas, os.X_OK):
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", ptxas))
+    # gpu-module-to-binary finds libdevice (math functions) through it.
+    config.environment["CUDA_HOME"] = os.path.dirname(
+        os.path.dirname(os.path.realpath(ptxas)))
+else:
+    lit_config.note("ptxas not found (install the CUDA toolkit): "
+                    "PTX assembly tests are unsupported")
