@@ -5,6 +5,7 @@
 #   gpu-tests.txt        ctest output of the gpu label (a failure fails run.sh)
 #   permute_bench.json   permute / unpermute bandwidth against the HBM copy
 #   nvidia-smi.txt       the device it ran on
+#   cmake.txt, build.txt the configure and build logs
 # Commit the JSON under bench/results/gpu/.
 #
 # Prepare here first: bench/gpu/fetch-deps.sh, then call the device tool with
@@ -35,15 +36,21 @@ fi
 
 echo "== build"
 start=$(date +%s)
-cmake "${cmake_args[@]}" >"$OUT/cmake.txt"
-ninja -C "$BUILD" | tail -3
+if ! cmake "${cmake_args[@]}" >"$OUT/cmake.txt" 2>&1; then
+  tail -40 "$OUT/cmake.txt"
+  exit 1
+fi
+if ! ninja -C "$BUILD" >"$OUT/build.txt" 2>&1; then
+  tail -60 "$OUT/build.txt"
+  exit 1
+fi
 echo "build took $(($(date +%s) - start)) s"
 
 echo "== gpu tests"
 status=0
 ctest --test-dir "$BUILD" -L gpu --output-on-failure 2>&1 |
   tee "$OUT/gpu-tests.txt" || status=1
-if grep -q "SKIP:" "$OUT/gpu-tests.txt"; then
+if grep -q "(Skipped)" "$OUT/gpu-tests.txt"; then
   echo "run.sh: GPU tests skipped on the GPU machine" >&2
   status=1
 fi
