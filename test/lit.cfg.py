@@ -22,6 +22,9 @@ tools = [
     ToolSubst("moe-opt", unresolved="fatal"),
     ToolSubst("moe-translate", unresolved="fatal"),
     ToolSubst("moe-compile", unresolved="fatal"),
+    # Upstream's, from the LLVM 22 the project builds against (the CUDA
+    # lowering tests use its gpu -> NVVM pipeline).
+    ToolSubst("mlir-opt", unresolved="fatal"),
 ]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)

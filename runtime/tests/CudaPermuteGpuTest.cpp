@@ -64,12 +64,14 @@ template <typename T> struct DeviceBuffer {
 
 struct PermuteCase {
   int64_t tokens, topK, experts, hidden, capacity;
+  int64_t offset = 0;
 };
 
 /// Names a case in ctest's list (gtest would print the struct's bytes).
 void PrintTo(const PermuteCase &c, std::ostream *os) {
   *os << c.tokens << " tokens, top-" << c.topK << ", " << c.experts
-      << " experts, hidden " << c.hidden << ", capacity " << c.capacity;
+      << " experts, hidden " << c.hidden << ", capacity " << c.capacity
+      << ", offset " << c.offset;
 }
 
 class Gpu : public testing::TestWithParam<PermuteCase> {
@@ -102,20 +104,25 @@ TEST_P(Gpu, PermuteAndUnpermuteMatchFloat64Loops) {
   ASSERT_TRUE(invertDispatchOrder(sources, c.tokens * c.topK, rowOfPair));
   int64_t rows = static_cast<int64_t>(sources.size());
 
-  DeviceBuffer<float> dTokens(tokens), dWeights(weights);
+  if (c.capacity >= 0) {
+    // The case must exercise padding rows and dropped pairs.
+    ASSERT_GT(std::count(sources.begin(), sources.end(), -1), 0);
+    ASSERT_GT(std::count(rowOfPair.begin(), rowOfPair.end(), -1), 0);
+  }
+
+  // `offset` floats in front of the token and output buffers: 1 makes the
+  // base pointers misaligned for float4, which must select the scalar path.
+  std::vector<float> paddedTokens(c.offset, 0.0f);
+  paddedTokens.insert(paddedTokens.end(), tokens.begin(), tokens.end());
+  DeviceBuffer<float> dTokens(paddedTokens), dWeights(weights);
   DeviceBuffer<int64_t> dSources(sources), dRowOfPair(rowOfPair);
   DeviceBuffer<float> dRows(std::vector<float>(rows * c.hidden, 1e30f));
-  DeviceBuffer<float> dOut(std::vector<float>(c.tokens * c.hidden, 1e30f));
-  Status permuted = permuteRows(dTokens.data, dSources.data, rows, c.hidden,
-                                c.topK, dRows.data);
+  DeviceBuffer<float> dOut(
+      std::vector<float>(c.offset + c.tokens * c.hidden, 1e30f));
+  Status permuted = permuteRows(dTokens.data + c.offset, dSources.data, rows,
+                                c.hidden, c.topK, dRows.data);
   ASSERT_TRUE(permuted) << permuted.message;
-  // The expert FFN stands in as the identity, so combine must rebuild
-  // sum_j w[t, j] * x[t] over the kept slots.
-  Status combined = unpermuteCombine(dRows.data, dRowOfPair.data, dWeights.data,
-                                     c.tokens, c.topK, c.hidden, dOut.data);
-  ASSERT_TRUE(combined) << combined.message;
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-
   std::vector<float> gotRows = dRows.read(rows * c.hidden);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t i = 0; i < c.hidden; ++i) {
@@ -123,15 +130,29 @@ TEST_P(Gpu, PermuteAndUnpermuteMatchFloat64Loops) {
           sources[r] < 0 ? 0.0f : tokens[(sources[r] / c.topK) * c.hidden + i];
       ASSERT_EQ(gotRows[r * c.hidden + i], expected) << "row " << r;
     }
-  std::vector<float> gotOut = dOut.read(c.tokens * c.hidden);
+
+  // Expert outputs that differ row by row, so that reading another slot's
+  // row (or a padding row) changes the sum.
+  std::vector<float> expertRows(rows * c.hidden);
+  for (float &v : expertRows)
+    v = normal(rng);
+  DeviceBuffer<float> dExpertRows(expertRows);
+  Status combined =
+      unpermuteCombine(dExpertRows.data, dRowOfPair.data, dWeights.data,
+                       c.tokens, c.topK, c.hidden, dOut.data + c.offset);
+  ASSERT_TRUE(combined) << combined.message;
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<float> gotOut = dOut.read(c.offset + c.tokens * c.hidden);
   for (int64_t t = 0; t < c.tokens; ++t)
     for (int64_t i = 0; i < c.hidden; ++i) {
       double expected = 0;
-      for (int64_t j = 0; j < c.topK; ++j)
-        if (rowOfPair[t * c.topK + j] >= 0)
+      for (int64_t j = 0; j < c.topK; ++j) {
+        int64_t row = rowOfPair[t * c.topK + j];
+        if (row >= 0)
           expected +=
-              double(weights[t * c.topK + j]) * tokens[t * c.hidden + i];
-      ASSERT_NEAR(gotOut[t * c.hidden + i], expected,
+              double(weights[t * c.topK + j]) * expertRows[row * c.hidden + i];
+      }
+      ASSERT_NEAR(gotOut[c.offset + t * c.hidden + i], expected,
                   1e-5 * (1 + std::abs(expected)))
           << "token " << t << " column " << i;
     }
@@ -139,17 +160,22 @@ TEST_P(Gpu, PermuteAndUnpermuteMatchFloat64Loops) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, Gpu,
-    testing::Values(PermuteCase{64, 2, 8, 128, -1},  // dropless, float4 path
-                    PermuteCase{37, 2, 8, 130, -1},  // scalar path
-                    PermuteCase{100, 4, 6, 64, 40},  // capacity with drops
-                    PermuteCase{1, 1, 4, 4096, -1}), // decode-sized
+    testing::Values(
+        PermuteCase{64, 2, 8, 128, -1},    // dropless, float4 path
+        PermuteCase{37, 2, 8, 130, -1},    // scalar path (hidden % 4 != 0)
+        PermuteCase{100, 4, 6, 64, 60},    // capacity: padding and drops
+        PermuteCase{50, 2, 4, 6, 20},      // scalar path with capacity
+        PermuteCase{64, 2, 8, 128, -1, 1}, // misaligned bases: scalar path
+        PermuteCase{70000, 1, 4, 8, -1},   // more rows than grid blocks
+        PermuteCase{1, 1, 4, 4096, -1}),   // decode-sized
     [](const testing::TestParamInfo<PermuteCase> &info) {
       const PermuteCase &c = info.param;
       return "t" + std::to_string(c.tokens) + "_k" + std::to_string(c.topK) +
              "_e" + std::to_string(c.experts) + "_h" +
              std::to_string(c.hidden) +
              (c.capacity < 0 ? std::string("_dropless")
-                             : "_cap" + std::to_string(c.capacity));
-    }); // decode-sized
+                             : "_cap" + std::to_string(c.capacity)) +
+             (c.offset ? "_offset" + std::to_string(c.offset) : "");
+    });
 
 } // namespace

@@ -6,7 +6,7 @@
 // (token, slot) pairs of a layer by expert (the device side of
 // moe.dispatch), and the unpermute that weights each token's expert rows and
 // sums them (moe.combine). The row order is the CPU backend's: a stable
-// counting sort by expert, so both backends agree row for row.
+// counting sort by expert, so the permuted rows agree exactly.
 //
 // The header needs no CUDA: streams travel as `void *` (a cudaStream_t), and
 // the host-side helpers build and run without a GPU.
@@ -36,14 +36,17 @@ Status invertDispatchOrder(const std::vector<int64_t> &sources, int64_t pairs,
 bool deviceAvailable(std::string &why);
 
 /// out[r, :] = tokens[sources[r] / top_k, :], zeros for sources[r] == -1.
-/// All pointers are device memory; f32, row-major, `hidden` columns.
+/// All pointers are device memory; f32, row-major, `hidden` columns. The
+/// kernel does not check sources: each must be -1 or below tokens * top_k
+/// (invertDispatchOrder checks exactly that on the host).
 Status permuteRows(const float *tokens, const int64_t *sources, int64_t rows,
                    int64_t hidden, int64_t topK, float *out,
                    void *stream = nullptr);
 
 /// out[t, :] = sum_j weights[t, j] * expertRows[rowOfPair[t * top_k + j], :]
-/// over the pairs that were not dropped, summed in slot order in f32 (the
-/// CPU backend's order, so results agree to rounding). Device pointers.
+/// over the pairs that were not dropped, summed in f32 in slot order (fixed,
+/// so deterministic; the CPU backend sums in row order, so the two agree to
+/// rounding). Device pointers.
 Status unpermuteCombine(const float *expertRows, const int64_t *rowOfPair,
                         const float *weights, int64_t tokens, int64_t topK,
                         int64_t hidden, float *out, void *stream = nullptr);
