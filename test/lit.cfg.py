@@ -30,6 +30,22 @@ llvm_config.add_tool_substitutions(tools, tool_dirs)
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 config.substitutions.append(("%moe_src_root", config.moe_src_root))
 
+# LLVM's NVPTX backend, which the gpu -> NVVM -> PTX tests need; Debian's
+# LLVM 22 has it, other builds may not.
+import subprocess
+
+try:
+    llc_version = subprocess.run(
+        [os.path.join(config.llvm_tools_dir, "llc"), "--version"],
+        capture_output=True, text=True, check=False).stdout
+except OSError:
+    llc_version = ""
+if "nvptx64" in llc_version:
+    config.available_features.add("nvptx")
+else:
+    lit_config.note("LLVM has no NVPTX backend (llc --version): "
+                    "PTX generation tests are unsupported")
+
 # CUDA's ptxas (the toolkit is under /usr/local/cuda on the project's
 # machines); tests that assemble PTX are UNSUPPORTED, and say so, without it.
 import shutil

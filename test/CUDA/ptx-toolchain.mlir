@@ -4,7 +4,7 @@
 // The kernel is the SwiGLU activation of an expert FFN, written by hand
 // here; generating such kernels from moe ops is the next step of issue 6.
 
-// REQUIRES: ptxas
+// REQUIRES: nvptx, ptxas
 // RUN: mlir-opt %s --gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=isa" -o %t.mlir
 // RUN: python3 %moe_src_root/test/CUDA/extract_ptx.py %t.mlir %t.ptx
 // RUN: FileCheck %s --implicit-check-not=__nv_expf < %t.ptx
