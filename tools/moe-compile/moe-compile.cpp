@@ -30,7 +30,6 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
-#include <cmath>
 
 using namespace mlir;
 
@@ -151,8 +150,8 @@ LogicalResult planModule(ModuleOp module) {
       if (!layer.isMoE())
         continue;
       double pairs = static_cast<double>(model.tokensPerStep() * layer.topK);
-      int64_t capacity = static_cast<int64_t>(
-          std::ceil(capacityFactor * pairs / layer.numExperts));
+      int64_t capacity = moe::expertCapacity(
+          capacityFactor, model.tokensPerStep(), layer.topK, layer.numExperts);
       // Each expert at its mean load under the model, at most one pair per
       // token. Routing varies from step to step around that mean, and every
       // step above capacity drops more, so this is a lower bound.

@@ -19,6 +19,8 @@
 #include "llvm/Support/InterleavedRange.h"
 #include "llvm/Support/Path.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace moe;
 
@@ -198,6 +200,13 @@ int64_t moe::sliceDimSize(int64_t dim, int64_t start, int64_t end,
   uint64_t magnitude = uint64_t(0) - static_cast<uint64_t>(step);
   uint64_t distance = static_cast<uint64_t>(start - end);
   return static_cast<int64_t>((distance - 1) / magnitude + 1);
+}
+
+int64_t moe::expertCapacity(double capacityFactor, int64_t tokens, int64_t topK,
+                            int64_t experts) {
+  return static_cast<int64_t>(
+      std::ceil(capacityFactor * static_cast<double>(tokens * topK) /
+                static_cast<double>(experts)));
 }
 
 std::string moe::formatShape(ArrayRef<int64_t> shape) {

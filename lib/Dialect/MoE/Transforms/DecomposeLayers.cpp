@@ -10,8 +10,6 @@
 #include "mlir/IR/Builders.h"
 #include "llvm/Support/Debug.h"
 
-#include <cmath>
-
 #define DEBUG_TYPE "moe-decompose-layers"
 
 namespace moe {
@@ -23,15 +21,6 @@ using namespace mlir;
 using namespace moe;
 
 namespace {
-
-/// Per-expert capacity for `tokens * topK` routed pairs spread over `experts`
-/// experts, as moe.layer documents it.
-int64_t computeCapacity(double factor, int64_t tokens, int64_t topK,
-                        int64_t experts) {
-  return static_cast<int64_t>(
-      std::ceil(factor * static_cast<double>(tokens * topK) /
-                static_cast<double>(experts)));
-}
 
 LogicalResult decompose(LayerOp layer) {
   OpBuilder builder(layer);
@@ -53,8 +42,7 @@ LogicalResult decompose(LayerOp layer) {
                 "expert buffers; give the input a static shape or drop the "
                 "capacity factor";
     }
-    capacity =
-        computeCapacity(factor->convertToDouble(), tokens, topK, experts);
+    capacity = expertCapacity(factor->convertToDouble(), tokens, topK, experts);
   }
 
   auto router = RouterOp::create(

@@ -50,6 +50,11 @@ inferMatMulShape(llvm::ArrayRef<int64_t> lhs, llvm::ArrayRef<int64_t> rhs,
 /// with the given start, end and (non-zero) step, after ONNX clamping.
 int64_t sliceDimSize(int64_t dim, int64_t start, int64_t end, int64_t step);
 
+/// Per-expert capacity of moe.layer's capacity mode:
+/// ceil(capacity_factor * tokens * top_k / experts) routed pairs.
+int64_t expertCapacity(double capacityFactor, int64_t tokens, int64_t topK,
+                       int64_t experts);
+
 /// Formats a shape as in a tensor type (`16x?x64`), or `scalar` for rank 0.
 std::string formatShape(llvm::ArrayRef<int64_t> shape);
 
