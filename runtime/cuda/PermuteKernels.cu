@@ -12,6 +12,8 @@
 
 #include "moe/Runtime/CudaPermute.h"
 
+#include "../lib/KernelSupport.h"
+
 #include <cuda_runtime.h>
 
 namespace moe::rt::cuda {
@@ -67,7 +69,7 @@ unpermuteCombineKernel(const Vec *expertRows, const int64_t *rowOfPair,
 Status check(const char *op, cudaError_t error) {
   if (error == cudaSuccess)
     return Status::success();
-  return Status::error(std::string(op) + ": " + cudaGetErrorString(error));
+  return detail::fail(op, cudaGetErrorString(error));
 }
 
 /// One block per row up to a grid the device fills several times over;
@@ -107,9 +109,8 @@ bool deviceAvailable(std::string &why) {
 Status permuteRows(const float *tokens, const int64_t *sources, int64_t rows,
                    int64_t hidden, int64_t topK, float *out, void *stream) {
   if (rows < 0 || hidden < 0 || topK < 1)
-    return Status::error("permute: bad sizes rows=" + std::to_string(rows) +
-                         " hidden=" + std::to_string(hidden) +
-                         " top_k=" + std::to_string(topK));
+    return detail::fail("permute", "bad sizes rows=", rows, " hidden=", hidden,
+                        " top_k=", topK);
   if (rows == 0 || hidden == 0)
     return Status::success();
   auto cudaStream = static_cast<cudaStream_t>(stream);
@@ -129,9 +130,8 @@ Status unpermuteCombine(const float *expertRows, const int64_t *rowOfPair,
                         const float *weights, int64_t tokens, int64_t topK,
                         int64_t hidden, float *out, void *stream) {
   if (tokens < 0 || hidden < 0 || topK < 1)
-    return Status::error(
-        "unpermute: bad sizes tokens=" + std::to_string(tokens) +
-        " hidden=" + std::to_string(hidden) + " top_k=" + std::to_string(topK));
+    return detail::fail("unpermute", "bad sizes tokens=", tokens,
+                        " hidden=", hidden, " top_k=", topK);
   if (tokens == 0 || hidden == 0)
     return Status::success();
   auto cudaStream = static_cast<cudaStream_t>(stream);
