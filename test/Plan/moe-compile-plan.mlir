@@ -34,3 +34,9 @@
 // CAP-JSON: "capacity_factor": 1,
 // CAP-JSON: "capacity": 128,
 // CAP-JSON: "mean_load_dropped_pairs": 309.15
+
+// A capacity factor that is not a positive finite number is refused before
+// anything is written.
+// RUN: not moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --capacity-factor=nan -o %t.nan.moe 2>&1 | FileCheck %s --check-prefix=CAP-NAN
+// RUN: not test -e %t.nan.moe
+// CAP-NAN: moe-compile: --capacity-factor=nan must be a positive finite number

@@ -31,6 +31,8 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 
+#include <cmath>
+
 using namespace mlir;
 
 namespace {
@@ -250,8 +252,10 @@ int main(int argc, char **argv) {
       moe::importONNXFile(inputFile, context, options);
   if (!module)
     return 1;
-  if (capacityFactor < 0.0) {
-    llvm::errs() << "moe-compile: --capacity-factor must be positive\n";
+  if (capacityFactor < 0.0 || !std::isfinite(capacityFactor)) {
+    llvm::errs() << "moe-compile: --capacity-factor=" << capacityFactor
+                 << " must be a positive finite number (leave it out for "
+                    "dropless routing)\n";
     return 1;
   }
   if (!machine.empty() || capacityFactor > 0.0) {

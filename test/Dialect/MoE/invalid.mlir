@@ -502,8 +502,16 @@ func.func @f(%x: tensor<16x64xf32>, %wr: tensor<64x8xf32>, %wu: tensor<8x64x128x
 // -----
 
 func.func @f(%x: tensor<16x64xf32>, %wr: tensor<64x8xf32>, %wg: tensor<8x64x128xf32>, %wu: tensor<8x64x128xf32>, %wd: tensor<8x128x64xf32>, %b: tensor<8x128xf32>, %sg: tensor<64x256xf32>, %sd: tensor<256x64xf32>) {
-// expected-error @+1 {{capacity_factor -1.000000e+00 must be positive; omit it for dropless routing}}
+// expected-error @+1 {{capacity_factor -1.000000e+00 must be positive and finite; omit it for dropless routing}}
   %0 = moe.layer %x router(%wr) experts(up %wu down %wd) top_k = 2 score = softmax activation = gelu {capacity_factor = -1.0} : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>) -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<16x64xf32>, %wr: tensor<64x8xf32>, %wu: tensor<8x64x128xf32>, %wd: tensor<8x128x64xf32>) {
+// expected-error @+1 {{capacity_factor INF must be positive and finite; omit it for dropless routing}}
+  %0 = moe.layer %x router(%wr) experts(up %wu down %wd) top_k = 2 score = softmax activation = gelu {capacity_factor = 0x7FF0000000000000 : f64} : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>) -> tensor<16x64xf32>
   return
 }
 

@@ -1041,10 +1041,11 @@ LogicalResult LayerOp::verify() {
       return failure();
   }
   if (std::optional<APFloat> factor = getCapacityFactor()) {
-    if (!(factor->convertToDouble() > 0.0)) {
-      return emitOpError() << "capacity_factor " << factor->convertToDouble()
-                           << " must be positive; omit it for dropless "
-                              "routing";
+    double value = factor->convertToDouble();
+    if (!(value > 0.0 && std::isfinite(value))) {
+      return emitOpError() << "capacity_factor " << value
+                           << " must be positive and finite; omit it for "
+                              "dropless routing";
     }
   }
   return verifyShape(*this, "result", getResult(), shapeOf(getInput()),
