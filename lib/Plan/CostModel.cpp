@@ -504,17 +504,27 @@ CostModel::checkConfig(const ParallelConfig &config) const {
       return indivisible("expert inter", layer.expertInter, "etp",
                          config.expertTp);
   }
-  int64_t shards = config.dp * config.ep;
+  bool tokenSplit = options_.layout == ExpertParallelLayout::TokenSplitLayers;
+  int64_t shards = dataShards(config);
   if (shards > model_.batch)
     return {Rejection::Batch,
-            formatv("batch {0} has fewer sequences than the dp x ep = {1} "
-                    "data shards",
-                    model_.batch, shards)};
+            formatv("batch {0} has fewer sequences than the {1} = {2} data "
+                    "shards",
+                    model_.batch, tokenSplit ? "dp" : "dp x ep", shards)};
   int64_t sequencesPerShard = (model_.batch + shards - 1) / shards;
   if (config.microbatches > sequencesPerShard)
     return {Rejection::Batch,
             formatv("microbatches={0} exceed the {1} sequences per data shard",
                     config.microbatches, sequencesPerShard)};
+  if (tokenSplit && hasMoE) {
+    int64_t tokens = (sequencesPerShard + config.microbatches - 1) /
+                     config.microbatches * model_.sequence;
+    if (tokens % config.ep != 0)
+      return {Rejection::Batch,
+              formatv("the {0} tokens of a micro-batch do not split evenly "
+                      "over ep={1}",
+                      tokens, config.ep)};
+  }
   int64_t maxExtra = maxExtraExpertSlots(config.expertRanks());
   if (config.extraExpertSlots > maxExtra)
     return {Rejection::ExpertSlots,
@@ -525,10 +535,16 @@ CostModel::checkConfig(const ParallelConfig &config) const {
   return {Rejection::None, ""};
 }
 
+int64_t CostModel::dataShards(const ParallelConfig &config) const {
+  return options_.layout == ExpertParallelLayout::TokenSplitLayers
+             ? config.dp
+             : config.dp * config.ep;
+}
+
 CostModel::Derived CostModel::derive(const ParallelConfig &config) const {
   Derived derived;
   derived.config = config;
-  int64_t shards = config.dp * config.ep;
+  int64_t shards = dataShards(config);
   derived.sequencesPerShard = (model_.batch + shards - 1) / shards;
   derived.sequencesPerMicrobatch =
       (derived.sequencesPerShard + config.microbatches - 1) /
@@ -664,7 +680,17 @@ CostModel::LayerCost CostModel::layerCost(int64_t layerIndex,
   }
 
   int64_t moeLayer = moeLayerOfLayer_[layerIndex];
-  double routedTokens = tokens * config.expertTp / config.tp;
+  // The tokens of this group that its MoE layers see: all of them, or their
+  // share when the layer splits the replica's tokens over ep.
+  double layerTokens = tokens;
+  if (options_.layout == ExpertParallelLayout::TokenSplitLayers) {
+    layerTokens = tokens / config.ep;
+    if (config.ep > 1)
+      cost.allToAll += ringAllGatherSeconds(
+          tokens * hidden * bytes, groupSpan(machine_, 0, config.tp, config.ep),
+          machine_);
+  }
+  double routedTokens = layerTokens * config.expertTp / config.tp;
   double experts = layer.numExperts;
   cost.compute += routerSeconds(layer, routedTokens, bytes, type, machine_);
   cost.weights += hidden * experts * bytes;
@@ -673,10 +699,10 @@ CostModel::LayerCost CostModel::layerCost(int64_t layerIndex,
   if (layer.numSharedExperts > 0) {
     double inter =
         double(layer.numSharedExperts * (layer.sharedExpertInter / config.tp));
-    cost.compute += mlpSeconds(tokens, hidden, inter, layer.gatedMLP, 1, bytes,
-                               type, machine_);
+    cost.compute += mlpSeconds(layerTokens, hidden, inter, layer.gatedMLP, 1,
+                               bytes, type, machine_);
     cost.weights += layer.mlpMatrices() * hidden * inter * bytes;
-    moeScratch += tokens * (upFactor + 1) * inter * bytes;
+    moeScratch += layerTokens * (upFactor + 1) * inter * bytes;
   }
 
   int64_t ranks = config.expertRanks();
@@ -685,7 +711,7 @@ CostModel::LayerCost CostModel::layerCost(int64_t layerIndex,
       minSlotsPerRank(layer.numExperts, ranks) + config.extraExpertSlots);
   double expertInter = double(layer.expertInter / config.expertTp);
   // Routed pairs of one stage replica (its ep tensor-parallel groups).
-  double pairs = config.ep * tokens * layer.topK;
+  double pairs = config.ep * layerTokens * layer.topK;
   double slowest = 0, total = 0, mostPairs = 0;
   size_t mostSlots = 0;
   for (int64_t rank = 0; rank < ranks; ++rank) {

@@ -229,7 +229,7 @@ void Search::searchMesh(const ParallelConfig &mesh) {
          extra <= e; ++extra)
       slotChoices.push_back(extra);
   }
-  int64_t shards = mesh.dp * mesh.ep;
+  int64_t shards = costModel.dataShards(mesh);
   int64_t sequencesPerShard = (costModel.model().batch + shards - 1) / shards;
   std::vector<int64_t> microbatchChoices =
       pinned.microbatches

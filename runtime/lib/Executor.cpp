@@ -132,12 +132,79 @@ Status moe::rt::checkFitsInMemory(const Program &program) {
   return Status::success();
 }
 
+int64_t Executor::ranksOf(const Program &program) {
+  int64_t ranks = 1;
+  for (const GridDecl &grid : program.grids)
+    ranks = std::max(ranks, numElements(grid.shape));
+  return ranks;
+}
+
+Status Executor::createGroups(Communicator *world) {
+  if (program_.grids.empty())
+    return Status::success();
+  for (const GridDecl &grid : program_.grids) {
+    int64_t ranks = numElements(grid.shape);
+    int64_t worldSize = world ? world->size() : 1;
+    if (ranks != worldSize)
+      return Status::error("the program is partitioned for " +
+                           std::to_string(ranks) + " ranks (grid '" +
+                           grid.name + "' of shape " + formatShape(grid.shape) +
+                           ") but runs on " + std::to_string(worldSize) +
+                           "; run it with --ranks " + std::to_string(ranks) +
+                           " or under mpirun -np " + std::to_string(ranks));
+  }
+  // A one-device grid still needs communicators for its collectives.
+  if (!world) {
+    std::vector<std::unique_ptr<Communicator>> group;
+    if (Status status = createThreadGroup(1, CommunicatorOptions(), group);
+        !status)
+      return status;
+    groups_.push_back(std::move(group[0]));
+    world = groups_.back().get();
+  }
+  // Every rank walks the same operations in the same order, so the
+  // collective splits match.
+  for (const Operation &op : program_.operations) {
+    std::string gridName = op.attrs.getString("grid");
+    if (gridName.empty())
+      continue;
+    std::vector<int64_t> axes;
+    if (const std::vector<int64_t> *listed = op.attrs.getArray("grid_axes"))
+      axes = *listed;
+    std::string key = groupKey(gridName, axes);
+    if (context_.groups.count(key))
+      continue;
+    const GridDecl *grid = nullptr;
+    for (const GridDecl &candidate : program_.grids)
+      if (candidate.name == gridName)
+        grid = &candidate;
+    if (!grid)
+      return Status::error("line " + std::to_string(op.line) + ": operation '" +
+                           op.op + "' names grid '" + gridName +
+                           "', which the program does not declare");
+    for (int64_t axis : axes)
+      if (axis < 0 || axis >= static_cast<int64_t>(grid->shape.size()))
+        return Status::error("line " + std::to_string(op.line) +
+                             ": grid axis " + std::to_string(axis) +
+                             " is out of range for grid '" + gridName + "'");
+    std::unique_ptr<Communicator> group;
+    if (Status status = world->splitGrid(grid->shape, axes, group); !status)
+      return status;
+    context_.groups[key] = group.get();
+    groups_.push_back(std::move(group));
+  }
+  return Status::success();
+}
+
 Status Executor::create(Program program, const std::string &programDirectory,
-                        int threads, std::unique_ptr<Executor> &executor) {
+                        int threads, std::unique_ptr<Executor> &executor,
+                        Communicator *world) {
   executor.reset(new Executor());
   Executor &self = *executor;
   self.program_ = std::move(program);
   self.context_.threads = threads;
+  if (Status status = self.createGroups(world); !status)
+    return status;
   openblas_set_num_threads(threads);
   const Program &p = self.program_;
   self.values_.resize(p.numValues);

@@ -33,6 +33,7 @@ void addElementwiseKernels(KernelTable &table);
 void addLinalgKernels(KernelTable &table);
 void addShapeKernels(KernelTable &table);
 void addMoEKernels(KernelTable &table);
+void addCollectiveKernels(KernelTable &table);
 
 //===----------------------------------------------------------------------===//
 // Errors and checks

@@ -53,6 +53,7 @@ static const KernelTable &kernelTable() {
     addLinalgKernels(kernels);
     addShapeKernels(kernels);
     addMoEKernels(kernels);
+    addCollectiveKernels(kernels);
     return kernels;
   }();
   return table;

@@ -192,6 +192,21 @@ private:
         return error("expected 'weights-dir <path>'");
       return Status::success();
     }
+    if (kind == "grid") {
+      GridDecl grid;
+      if (w.size() != 3 || !decodeName(w[1], grid.name) ||
+          !parseShape(w[2], grid.shape) || grid.shape.empty())
+        return error("expected 'grid <name> <shape>'");
+      for (int64_t size : grid.shape)
+        if (size < 1 || size > (1 << 20))
+          return error("grid '" + grid.name + "' has a bad size in '" + w[2] +
+                       "'");
+      for (const GridDecl &other : program.grids)
+        if (other.name == grid.name)
+          return error("grid '" + grid.name + "' is declared twice");
+      program.grids.push_back(std::move(grid));
+      return Status::success();
+    }
     if (kind == "input") {
       InputDecl input;
       if (w.size() != 5 || !decodeName(w[2], input.name))
@@ -448,6 +463,9 @@ std::string moe::rt::printProgram(const Program &program) {
   std::ostringstream os;
   os << "moe-program " << kProgramVersion << "\n";
   os << "weights-dir " << encodeName(program.weightsDir) << "\n";
+  for (const GridDecl &grid : program.grids)
+    os << "grid " << encodeName(grid.name) << " " << formatShape(grid.shape)
+       << "\n";
   for (const InputDecl &input : program.inputs)
     os << "input " << input.id << " " << encodeName(input.name) << " "
        << typeText(input.type) << "\n";

@@ -133,8 +133,8 @@ TEST(TensorTest, ConvertFollowsCastRules) {
 //===----------------------------------------------------------------------===//
 
 TEST(KernelRegistryTest, EveryComputeOpHasAKernel) {
-  // Every op of MoEOps.td except weights (mapped, not computed) and
-  // collectives (run by the transports).
+  // Every op of MoEOps.td except weights (mapped, not computed), and the
+  // upstream shard collectives the partitioner emits.
   std::istringstream names(
       "neg abs exp log sqrt reciprocal tanh erf cos sin sigmoid relu silu gelu "
       "cast is_nan not "
@@ -142,7 +142,8 @@ TEST(KernelRegistryTest, EveryComputeOpHasAKernel) {
       "matmul gemm reduce softmax top_k layer_norm rms_norm "
       "gather gather_elements scatter_elements scatter_nd "
       "reshape transpose expand slice concat split trilu "
-      "layer router dispatch expert_ffn combine ffn dequantize");
+      "layer router dispatch expert_ffn combine ffn dequantize "
+      "ragged_all_to_all transpose_chunks all_slice all_gather all_reduce");
   std::vector<std::string> expected{std::istream_iterator<std::string>(names),
                                     {}};
   std::sort(expected.begin(), expected.end());

@@ -50,11 +50,14 @@ options:
   --warmup N              untimed runs first (default 1)
   --iterations N          timed runs (default 10)
   --threads N             threads for kernels per rank (default 1)
-  --ranks N               run N ranks as threads of this process (default
-                          1); under `mpirun -np N` (or torchrun) every
-                          process is one rank instead. Each rank runs the
-                          program on the same inputs; rank 0 reports, and
-                          checks that all ranks computed the same outputs
+  --ranks N               run N ranks as threads of this process (default:
+                          the ranks the program was partitioned for, 1 for
+                          an unpartitioned one); under `mpirun -np N` (or
+                          torchrun) every process is one rank instead. Every
+                          rank gets the same inputs and computes the whole
+                          outputs (a partitioned program gathers them);
+                          rank 0 reports, and checks that all ranks computed
+                          the same outputs
   --seed S                seed for random inputs (default 0)
   --trace FILE            write a Chrome trace (chrome://tracing, Perfetto) of
                           one extra run: one event per operation, pid = rank,
@@ -88,7 +91,7 @@ struct Options {
   double rtol = 1e-4, atol = 1e-5;
   int warmup = 1, iterations = 10, threads = 1;
   unsigned seed = 0;
-  int ranks = 1;
+  int ranks = 0; ///< 0: as many as the program is partitioned for
   std::string trace, expertLoad;
 };
 
@@ -426,7 +429,7 @@ int runRank(const Options &options, const Program &program,
   auto loadStart = std::chrono::steady_clock::now();
   std::unique_ptr<Executor> executor;
   Status status = Executor::create(program, directoryOf(options.program),
-                                   options.threads, executor);
+                                   options.threads, executor, communicator);
   if (!status) {
     return fail(status);
   }
@@ -440,10 +443,15 @@ int runRank(const Options &options, const Program &program,
                 options.program.c_str(), loaded.inputs.size(),
                 loaded.operations.size(), executor->weightBytes() / 1e6,
                 loadSeconds);
-    if (size > 1)
-      std::printf("ranks: %d (%s transport); every rank runs the whole "
-                  "program on the same inputs\n",
+    if (size > 1 && loaded.grids.empty())
+      std::printf("ranks: %d (%s transport); the program is not "
+                  "partitioned: every rank runs all of it\n",
                   size, communicator->transport());
+    else if (size > 1)
+      std::printf("ranks: %d (%s transport); partitioned program (grid "
+                  "'%s' of shape %s)\n",
+                  size, communicator->transport(), loaded.grids[0].name.c_str(),
+                  formatShape(loaded.grids[0].shape).c_str());
   }
 
   std::vector<const Tensor *> outputs;
@@ -646,6 +654,8 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
     return 1;
   }
+  if (options.ranks == 0)
+    options.ranks = launch.size > 1 ? 1 : Executor::ranksOf(program);
   if (options.ranks > 1 && launch.size > 1) {
     std::fprintf(stderr,
                  "moe-run: --ranks %d cannot be combined with a %s launch "

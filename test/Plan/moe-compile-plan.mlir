@@ -6,9 +6,19 @@
 // TEXT: note: attention: 4 heads of width 8
 // TEXT: Plan for main_graph on cpu:4
 // TEXT: model: 2 layers (2 MoE), {{.*}} 8 x 64 tokens per step
-// TEXT: Chosen: pp={{[0-9]+}} dp={{[0-9]+}} tp={{[0-9]+}} ep={{[0-9]+}}
-// TEXT: Runners-up
-// TEXT: module attributes {moe.plan = "pp={{[0-9]+}} dp={{[0-9]+}} tp={{[0-9]+}} ep={{[0-9]+}}
+// On CPU ranks the search keeps to the plans the partitioner applies, so
+// four ranks means ep=4, and the module is partitioned by it.
+// TEXT: Chosen: pp=1 dp=1 tp=1 ep=4 etp=1 microbatches=1
+// TEXT: module attributes {moe.plan = "pp=1 dp=1 tp=1 ep=4
+// TEXT: shard.grid @ep(shape = 4)
+// TEXT-COUNT-2: shard.all_gather
+
+// For GPU machines the whole space is searched and reported.
+// RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=8xH200 --emit=mlir -o - 2>/dev/null | FileCheck %s --check-prefix=GPU
+// GPU: Chosen: pp={{[0-9]+}} dp={{[0-9]+}} tp={{[0-9]+}} ep={{[0-9]+}}
+// GPU: Runners-up
+// GPU: module attributes {moe.plan = "pp={{[0-9]+}} dp={{[0-9]+}} tp={{[0-9]+}} ep={{[0-9]+}}
+// GPU-NOT: shard.grid
 
 // RUN: moe-compile %moe_src_root/test/ONNX/models/hf/qwen2_moe-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=8xH200 --expert-load=zipf:1.0 --report=%t.json -o %t.moe
 // RUN: FileCheck %s --check-prefix=JSON < %t.json

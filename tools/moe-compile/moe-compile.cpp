@@ -93,6 +93,12 @@ llvm::cl::opt<double> capacityFactor(
                    "shapes, even all-to-all); default: dropless"),
     llvm::cl::value_desc("F"), llvm::cl::init(0.0), llvm::cl::cat(category));
 
+/// Whether the program is partitioned by the plan: the CPU target runs
+/// partitioned programs on CPU ranks, so it applies plans made for them.
+bool partitionsForMachine() {
+  return llvm::StringRef(machine).starts_with("cpu:");
+}
+
 /// Chooses a plan for the raised layers of `module`, records it on the
 /// module (moe.plan) and writes the report. Planning reads shapes only.
 LogicalResult planModule(ModuleOp module) {
@@ -123,17 +129,38 @@ LogicalResult planModule(ModuleOp module) {
       return report(pinned.takeError());
     options.pinned = *pinned;
   }
-  auto costModel = moe::plan::CostModel::create(extracted->model,
-                                                *machineDescription, *load);
+  if (partitionsForMachine()) {
+    // Search only what the partitioner applies (expert parallelism); a
+    // choice pinned by hand stays, and the partitioner names what it cannot
+    // apply.
+    moe::plan::PlanConstraints &pinned = options.pinned;
+    pinned.pp = pinned.pp.value_or(1);
+    pinned.dp = pinned.dp.value_or(1);
+    pinned.tp = pinned.tp.value_or(1);
+    pinned.expertTp = pinned.expertTp.value_or(1);
+    pinned.extraExpertSlots = pinned.extraExpertSlots.value_or(0);
+    pinned.microbatches = pinned.microbatches.value_or(1);
+    llvm::errs() << "moe-compile: searching expert-parallel plans (pp, dp, "
+                    "tp, etp, micro-batches 1 and no extra slots unless "
+                    "pinned), the ones the CPU partitioner applies\n";
+  }
+  moe::plan::CostModelOptions costOptions;
+  if (partitionsForMachine())
+    costOptions.layout = moe::plan::ExpertParallelLayout::TokenSplitLayers;
+  auto costModel = moe::plan::CostModel::create(
+      extracted->model, *machineDescription, *load, costOptions);
   if (!costModel)
     return report(costModel.takeError());
   llvm::Expected<moe::plan::PlanReport> plan =
       moe::plan::searchPlan(**costModel, options);
   if (!plan)
     return report(plan.takeError());
-  llvm::errs() << "moe-compile: chosen plan " << plan->best.config.str()
-               << "; the program still runs the whole model on every rank "
-                  "(partitioning by the plan is not implemented yet)\n";
+  llvm::errs() << "moe-compile: chosen plan " << plan->best.config.str();
+  if (partitionsForMachine())
+    llvm::errs() << "\n";
+  else
+    llvm::errs() << "; the program is not partitioned: the CPU target "
+                    "partitions plans for cpu:N machines only\n";
   module->setAttr("moe.plan", StringAttr::get(module.getContext(),
                                               plan->best.config.str()));
   // In capacity mode, what the assumed expert load would drop: expert e of
@@ -282,6 +309,8 @@ int main(int argc, char **argv) {
   PassManager pm(&context);
   if (failed(applyPassManagerCLOptions(pm)))
     return 1;
+  if (!machine.empty() && partitionsForMachine())
+    pm.addPass(moe::createPartitionPass());
   moe::buildLowerToRuntimePipeline(pm);
   llvm::errs() << "moe-compile: lowering for target cpu\n";
   if (failed(pm.run(*module)))

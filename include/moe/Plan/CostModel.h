@@ -13,7 +13,9 @@
 //  - Attention, dense MLPs, shared experts, embedding and LM head are split
 //    over tp (Megatron-LM: heads, intermediate columns and vocabulary rows)
 //    and replicated over dp and ep; the batch is split by sequences over the
-//    dp x ep tensor-parallel groups (data-parallel attention).
+//    dp x ep tensor-parallel groups (data-parallel attention), or, with
+//    ExpertParallelLayout::TokenSplitLayers (what moe-partition builds),
+//    over dp only, each MoE layer splitting its tokens over ep.
 //  - Routed experts: the ep x tp devices of one stage and data-parallel
 //    replica form R = ep x tp / etp expert ranks of etp devices each
 //    (etp divides tp); expert rank q is devices q*etp .. q*etp+etp-1 of the
@@ -262,10 +264,27 @@ struct Evaluation {
   bool feasible() const { return rejection == Rejection::None; }
 };
 
+/// How the ep ranks of a data-parallel replica share the layers outside
+/// the experts.
+enum class ExpertParallelLayout {
+  /// The batch is split by sequences over the dp x ep tensor-parallel groups
+  /// (data-parallel attention, as DeepSeek-V3 serves): needs at least
+  /// dp x ep sequences.
+  DataParallelAttention,
+  /// The batch is split by sequences over dp only; the ep groups of a
+  /// replica run the non-expert layers on all its tokens, and each MoE layer
+  /// splits those tokens ep ways (router, shared experts and dispatch on
+  /// t / ep tokens) and all-gathers its output (t h b over ep). What
+  /// moe-partition builds; needs the tokens of a micro-batch divisible by
+  /// ep.
+  TokenSplitLayers,
+};
+
 struct CostModelOptions {
   /// Expert slots beyond one per expert may reach this fraction of the
   /// experts (0.125: at most 288 slots for 256 experts); 0 to 16.
   double maxExtraSlotFraction = 0.125;
+  ExpertParallelLayout layout = ExpertParallelLayout::DataParallelAttention;
 };
 
 /// Prices configurations of one model on one machine. It caches expert
@@ -281,6 +300,10 @@ public:
   const MachineDescription &machine() const { return machine_; }
   const ExpertLoadModel &load() const { return load_; }
   const CostModelOptions &options() const { return options_; }
+
+  /// The data shards the batch is split into by sequences: dp x ep or dp
+  /// (CostModelOptions::layout).
+  int64_t dataShards(const ParallelConfig &config) const;
 
   /// Why `config` cannot be realised, whatever the memory: wrong device
   /// count, too many stages, sizes tensor parallelism does not divide, too

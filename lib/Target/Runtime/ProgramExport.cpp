@@ -7,6 +7,7 @@
 #include "moe/Target/Runtime/ProgramExport.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/SymbolTable.h"
 #include "moe/Dialect/MoE/IR/MoEOps.h"
@@ -76,6 +77,7 @@ private:
   LogicalResult exportWeight(WeightRefOp ref);
   LogicalResult exportConstant(arith::ConstantOp constant);
   LogicalResult exportOperation(Operation *op);
+  LogicalResult exportGrid(Operation *op, FlatSymbolRefAttr name);
   LogicalResult convertAttribute(Operation *op, StringRef name, Attribute value,
                                  rt::Attributes &attrs);
   int define(Value value) {
@@ -174,7 +176,9 @@ LogicalResult Exporter::convertAttribute(Operation *op, StringRef name,
     attrs.strings[key] = stringifyEnumAttribute(name, attr.getInt());
     return success();
   }
-  if (isa<UnitAttr>(value))
+  if (auto attr = dyn_cast<shard::ReductionKindAttr>(value))
+    attrs.strings[key] = shard::stringifyReductionKind(attr.getValue()).str();
+  else if (isa<UnitAttr>(value))
     attrs.ints[key] = 1;
   else if (auto attr = dyn_cast<BoolAttr>(value))
     attrs.ints[key] = attr.getValue();
@@ -227,6 +231,9 @@ LogicalResult Exporter::exportOperation(Operation *op) {
   for (NamedAttribute attr : op->getAttrDictionary()) {
     if (attr.getName() == "operandSegmentSizes")
       continue;
+    if (attr.getName() == "grid" &&
+        failed(exportGrid(op, dyn_cast<FlatSymbolRefAttr>(attr.getValue()))))
+      return failure();
     if (failed(convertAttribute(op, attr.getName(), attr.getValue(),
                                 record.attrs)))
       return failure();
@@ -240,6 +247,31 @@ LogicalResult Exporter::exportOperation(Operation *op) {
   }
   program.operations.push_back(std::move(record));
   return success();
+}
+
+LogicalResult Exporter::exportGrid(Operation *op, FlatSymbolRefAttr name) {
+  auto grid = name ? symbols.lookupNearestSymbolFrom<shard::GridOp>(op, name)
+                   : shard::GridOp();
+  if (!grid)
+    return op->emitOpError() << "names no shard.grid";
+  for (const rt::GridDecl &known : program.grids)
+    if (known.name == grid.getSymName())
+      return success();
+  rt::GridDecl decl;
+  decl.name = grid.getSymName().str();
+  for (int64_t size : grid.getShape()) {
+    if (ShapedType::isDynamic(size))
+      return grid.emitOpError()
+             << "has a dynamic size; the runtime needs the number of ranks";
+    decl.shape.push_back(size);
+  }
+  program.grids.push_back(std::move(decl));
+  return success();
+}
+
+/// The upstream shard collectives the runtime has kernels for.
+bool isRuntimeShardOp(Operation *op) {
+  return isa<shard::AllSliceOp, shard::AllGatherOp, shard::AllReduceOp>(op);
 }
 
 LogicalResult Exporter::run() {
@@ -275,11 +307,13 @@ LogicalResult Exporter::run() {
               return success();
             })
             .Default([&](Operation *other) -> LogicalResult {
-              if (!isa<MoEDialect>(other->getDialect()) ||
+              if ((!isa<MoEDialect>(other->getDialect()) &&
+                   !isRuntimeShardOp(other)) ||
                   other->getNumRegions() != 0)
                 return other->emitOpError()
                        << "cannot run on the CPU runtime; only moe operations "
-                          "are lowered";
+                          "and the shard collectives all_slice, all_gather "
+                          "and all_reduce are lowered";
               return exportOperation(other);
             });
     if (failed(result))

@@ -664,3 +664,35 @@ func.func @f(%q: tensor<8x16x32xui8>, %s: tensor<8x16xf32>) {
   %0 = moe.dequantize %q, %s bits = 8 : (tensor<8x16x32xui8>, tensor<8x16xf32>) -> tensor<8x16x64xf32>
   return
 }
+
+// -----
+
+func.func @f(%x: tensor<f32>, %c: tensor<2x2xi64>) {
+// expected-error @+1 {{rows must have rank 1 or more (rows first)}}
+  %0 = moe.transpose_chunks %x, %c : (tensor<f32>, tensor<2x2xi64>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<8x4xf32>, %c: tensor<4xi64>) {
+// expected-error @+1 {{chunk_counts must be 2-D ([A, B] chunks), got shape 4}}
+  %0 = moe.transpose_chunks %x, %c : (tensor<8x4xf32>, tensor<4xi64>) -> tensor<8x4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<8x4xf32>, %c: tensor<2x2xi64>) {
+// expected-error @+1 {{'result' has element type 'f16' but 'f32' is expected}}
+  %0 = moe.transpose_chunks %x, %c : (tensor<8x4xf32>, tensor<2x2xi64>) -> tensor<8x4xf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<8x4xf32>, %c: tensor<2x2xi64>) {
+// expected-error @+1 {{'result' has shape 6x4; expected the rows shape = 8x4}}
+  %0 = moe.transpose_chunks %x, %c : (tensor<8x4xf32>, tensor<2x2xi64>) -> tensor<6x4xf32>
+  return
+}

@@ -283,3 +283,12 @@ func.func @collectives(%rows: tensor<?x64xf32>, %counts: tensor<4xi64>,
       : (tensor<?x64xf32>, tensor<8xi64>) -> (tensor<?x64xf32>, tensor<8xi64>)
   return
 }
+
+// CHECK-LABEL: func.func @transpose_chunks
+func.func @transpose_chunks(%rows: tensor<64x32xf32>, %counts: tensor<2x4xi64>)
+    -> tensor<64x32xf32> {
+  // CHECK: moe.transpose_chunks %{{.*}}, %{{.*}} : (tensor<64x32xf32>, tensor<2x4xi64>) -> tensor<64x32xf32>
+  %0 = moe.transpose_chunks %rows, %counts
+      : (tensor<64x32xf32>, tensor<2x4xi64>) -> tensor<64x32xf32>
+  return %0 : tensor<64x32xf32>
+}

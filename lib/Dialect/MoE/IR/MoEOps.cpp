@@ -1159,6 +1159,21 @@ LogicalResult FFNOp::verify() {
   return verifyShape(*this, "result", getResult(), x, "the input shape");
 }
 
+LogicalResult TransposeChunksOp::verify() {
+  ArrayRef<int64_t> rows = shapeOf(getRows());
+  if (rows.empty())
+    return emitOpError() << "rows must have rank 1 or more (rows first)";
+  ArrayRef<int64_t> counts = shapeOf(getChunkCounts());
+  if (counts.size() != 2)
+    return emitOpError() << "chunk_counts must be 2-D ([A, B] chunks), got "
+                            "shape "
+                         << formatShape(counts);
+  if (failed(verifySameElementType(*this, "result", getResult(),
+                                   elementTypeOf(getRows()))))
+    return failure();
+  return verifyShape(*this, "result", getResult(), rows, "the rows shape");
+}
+
 //===----------------------------------------------------------------------===//
 // Collectives
 //===----------------------------------------------------------------------===//

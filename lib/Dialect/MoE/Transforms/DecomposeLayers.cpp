@@ -7,6 +7,8 @@
 #include "moe/Dialect/MoE/IR/MoEOps.h"
 #include "moe/Dialect/MoE/Transforms/Passes.h"
 
+#include "LayerParts.h"
+
 #include "mlir/IR/Builders.h"
 #include "llvm/Support/Debug.h"
 
@@ -34,30 +36,16 @@ LogicalResult decompose(LayerOp layer) {
   Type floatType = inputType.getElementType();
   Type indexType = builder.getI64Type();
 
-  std::optional<int64_t> capacity;
-  if (std::optional<APFloat> factor = layer.getCapacityFactor()) {
-    if (ShapedType::isDynamic(tokens)) {
-      return layer.emitOpError()
-             << "capacity_factor needs a static token count to size the "
-                "expert buffers; give the input a static shape or drop the "
-                "capacity factor";
-    }
-    capacity = expertCapacity(factor->convertToDouble(), tokens, topK, experts);
-  }
+  FailureOr<std::optional<int64_t>> capacity = layerCapacity(layer, tokens);
+  if (failed(capacity))
+    return failure();
+  RouterOp router = buildRouter(builder, layer, input);
 
-  auto router = RouterOp::create(
-      builder, loc, RankedTensorType::get({tokens, topK}, floatType),
-      RankedTensorType::get({tokens, topK}, indexType), input,
-      layer.getRouterWeight(), layer.getRouterBias(), layer.getCorrectionBias(),
-      layer.getTopKAttr(), layer.getScoreAttr(), layer.getNormalizeAttr(),
-      layer.getNumGroupsAttr(), layer.getTopKGroupsAttr(),
-      layer.getRoutedScalingFactorAttr());
-
-  int64_t rows = capacity                        ? experts * *capacity
+  int64_t rows = *capacity                       ? experts * **capacity
                  : ShapedType::isDynamic(tokens) ? ShapedType::kDynamic
                                                  : tokens * topK;
   IntegerAttr capacityAttr =
-      capacity ? builder.getI64IntegerAttr(*capacity) : IntegerAttr();
+      *capacity ? builder.getI64IntegerAttr(**capacity) : IntegerAttr();
   auto dispatch = DispatchOp::create(
       builder, loc, RankedTensorType::get({rows, hidden}, floatType),
       RankedTensorType::get({experts}, indexType),
@@ -70,25 +58,10 @@ LogicalResult decompose(LayerOp layer) {
       layer.getDownWeight(), layer.getGateBias(), layer.getUpBias(),
       layer.getDownBias(), layer.getActivationAttr(), capacityAttr);
 
-  Value result =
+  Value routed =
       CombineOp::create(builder, loc, inputType, expertOut.getResult(),
                         dispatch.getSources(), router.getWeights());
-
-  if (layer.hasSharedExperts()) {
-    Value shared = FFNOp::create(
-        builder, loc, inputType, input, layer.getSharedGateWeight(),
-        layer.getSharedUpWeight(), layer.getSharedDownWeight(),
-        /*gate_bias=*/Value(), /*up_bias=*/Value(), /*down_bias=*/Value(),
-        layer.getActivationAttr());
-    if (Value gateWeight = layer.getSharedExpertGateWeight()) {
-      auto gateType = RankedTensorType::get({tokens, 1}, floatType);
-      Value logits =
-          MatMulOp::create(builder, loc, gateType, input, gateWeight);
-      Value gate = SigmoidOp::create(builder, loc, logits);
-      shared = MulOp::create(builder, loc, inputType, shared, gate);
-    }
-    result = AddOp::create(builder, loc, inputType, result, shared);
-  }
+  Value result = addSharedExperts(builder, layer, input, routed);
 
   LLVM_DEBUG(llvm::dbgs() << "decomposed " << layer << "\n");
   layer.getResult().replaceAllUsesWith(result);
@@ -109,3 +82,54 @@ struct DecomposeLayersPass
 };
 
 } // namespace
+
+RouterOp moe::buildRouter(OpBuilder &builder, LayerOp layer, Value input) {
+  auto inputType = cast<RankedTensorType>(input.getType());
+  int64_t tokens = inputType.getDimSize(0);
+  int64_t topK = layer.getTopK();
+  return RouterOp::create(
+      builder, layer.getLoc(),
+      RankedTensorType::get({tokens, topK}, inputType.getElementType()),
+      RankedTensorType::get({tokens, topK}, builder.getI64Type()), input,
+      layer.getRouterWeight(), layer.getRouterBias(), layer.getCorrectionBias(),
+      layer.getTopKAttr(), layer.getScoreAttr(), layer.getNormalizeAttr(),
+      layer.getNumGroupsAttr(), layer.getTopKGroupsAttr(),
+      layer.getRoutedScalingFactorAttr());
+}
+
+FailureOr<std::optional<int64_t>> moe::layerCapacity(LayerOp layer,
+                                                     int64_t tokens) {
+  std::optional<APFloat> factor = layer.getCapacityFactor();
+  if (!factor)
+    return std::optional<int64_t>();
+  if (ShapedType::isDynamic(tokens)) {
+    return layer.emitOpError()
+           << "capacity_factor needs a static token count to size the "
+              "expert buffers; give the input a static shape or drop the "
+              "capacity factor";
+  }
+  return std::optional<int64_t>(expertCapacity(factor->convertToDouble(),
+                                               tokens, layer.getTopK(),
+                                               layer.getNumExperts()));
+}
+
+Value moe::addSharedExperts(OpBuilder &builder, LayerOp layer, Value input,
+                            Value routed) {
+  if (!layer.hasSharedExperts())
+    return routed;
+  Location loc = layer.getLoc();
+  auto inputType = cast<RankedTensorType>(input.getType());
+  Value shared =
+      FFNOp::create(builder, loc, inputType, input, layer.getSharedGateWeight(),
+                    layer.getSharedUpWeight(), layer.getSharedDownWeight(),
+                    /*gate_bias=*/Value(), /*up_bias=*/Value(),
+                    /*down_bias=*/Value(), layer.getActivationAttr());
+  if (Value gateWeight = layer.getSharedExpertGateWeight()) {
+    auto gateType = RankedTensorType::get({inputType.getDimSize(0), 1},
+                                          inputType.getElementType());
+    Value logits = MatMulOp::create(builder, loc, gateType, input, gateWeight);
+    Value gate = SigmoidOp::create(builder, loc, logits);
+    shared = MulOp::create(builder, loc, inputType, shared, gate);
+  }
+  return AddOp::create(builder, loc, inputType, routed, shared);
+}

@@ -8,11 +8,16 @@
 // transpose, slice) a single time. Each run then executes only the
 // operations that depend on the inputs.
 //
+// A program with grids (partitioned by moe-compile) is SPMD: every rank loads
+// the same program with its communicator, and the executor splits that
+// communicator into the device groups the program's collectives name.
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef MOE_RUNTIME_EXECUTOR_H
 #define MOE_RUNTIME_EXECUTOR_H
 
+#include "moe/Runtime/Collectives.h"
 #include "moe/Runtime/Kernels.h"
 #include "moe/Runtime/Program.h"
 
@@ -37,9 +42,15 @@ Status checkFitsInMemory(const Program &program);
 class Executor {
 public:
   /// Loads `program`; weight files are found in `programDirectory` joined
-  /// with the program's weights-dir.
+  /// with the program's weights-dir. A program with grids needs `world`, a
+  /// communicator of as many ranks as its grid has devices (collective: all
+  /// ranks create their executors together); one without ignores it.
   static Status create(Program program, const std::string &programDirectory,
-                       int threads, std::unique_ptr<Executor> &executor);
+                       int threads, std::unique_ptr<Executor> &executor,
+                       Communicator *world = nullptr);
+
+  /// The ranks the program runs on: the size of its grid, 1 without one.
+  static int64_t ranksOf(const Program &program);
 
   const Program &program() const { return program_; }
 
@@ -61,6 +72,7 @@ public:
 private:
   Executor() = default;
   Status loadWeights(const std::string &programDirectory);
+  Status createGroups(Communicator *world);
   Status runOperation(size_t index);
 
   Program program_;
@@ -68,6 +80,8 @@ private:
   std::vector<Tensor> values_;
   std::vector<bool> isStatic_;
   std::vector<KernelFn> kernels_;
+  /// The device groups of KernelContext::groups.
+  std::vector<std::unique_ptr<Communicator>> groups_;
   /// Weights that are views of mapped files: their bytes, by value.
   std::map<int, std::pair<const void *, size_t>> weightViews_;
   int64_t weightBytes_ = 0;

@@ -59,10 +59,19 @@ struct Attributes {
   bool has(const std::string &name) const;
 };
 
+class Communicator;
+
+/// The key of a device group in KernelContext::groups: "ep[0]".
+std::string groupKey(const std::string &grid, const std::vector<int64_t> &axes);
+
 /// Per-run settings shared by kernels.
 struct KernelContext {
   /// Threads a kernel may use (BLAS and parallel loops).
   int threads = 1;
+  /// The device group of every (grid, grid axes) pair the program's
+  /// collectives use, by groupKey; this rank's index in a group is its
+  /// communicator's rank. Empty for a program without grids.
+  std::map<std::string, Communicator *> groups;
 };
 
 using KernelFn = Status (*)(const Attributes &attrs,

@@ -9,11 +9,16 @@
 //
 //   moe-program 1
 //   weights-dir ../models
+//   grid ep 2
 //   input 0 x f32 16x64
 //   weight 1 layer0.up f32 8x64x128 model.onnx.data 4096 262144
 //   weight 2 layer0.up.mine f32 2x64x128 model.onnx.data 4096 262144 slice
 //   2x0x0 2x64x128 const 3 i64 2 16,64 op matmul 4:f32:16x128 = 0,5 axis=i:1
 //   output 4 y
+//
+// A `grid NAME SHAPE` record declares a device grid (a shard.grid): the
+// program is SPMD over that many ranks, numbered row-major over the shape,
+// and collective operations name the grid and the axes of their group.
 //
 // Values are numbered; every value is defined once, before it is used. An
 // operation lists its results as `id:dtype:shape` and its operands in the
@@ -75,6 +80,11 @@ struct Operation {
   int line = 0; ///< in the program file, for messages
 };
 
+struct GridDecl {
+  std::string name;
+  Shape shape;
+};
+
 struct OutputDecl {
   int id;
   std::string name;
@@ -82,6 +92,7 @@ struct OutputDecl {
 
 struct Program {
   std::string weightsDir = ".";
+  std::vector<GridDecl> grids;
   std::vector<InputDecl> inputs;
   std::vector<WeightDecl> weights;
   std::vector<ConstDecl> constants;

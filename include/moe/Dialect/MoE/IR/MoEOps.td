@@ -1059,6 +1059,33 @@ def MoE_FFNOp : MoE_Op<"ffn", [Pure, AttrSizedOperandSegments]> {
   let hasVerifier = 1;
 }
 
+def MoE_TransposeChunksOp : MoE_Op<"transpose_chunks", [Pure]> {
+  let summary = "reorders row chunks from a-major to b-major order";
+  let description = [{
+    `rows` hold `A x B` chunks of rows one after another in row-major order
+    `(a, b)`; chunk `(a, b)` has `chunk_counts[a, b]` rows. The result holds
+    the same chunks in order `(b, a)`. Rows past the sum of the counts are
+    zero in the result.
+
+    Expert parallelism uses it after the dispatch exchange, where the rows
+    received from peer `p` are grouped by local expert: transposing the
+    `[peers, local experts]` chunks groups every local expert's rows
+    together for `moe.expert_ffn`. Transposing the counts and applying it
+    again restores the order for the return exchange.
+
+    ```mlir
+    %grouped = moe.transpose_chunks %recv, %counts
+        : (tensor<64x32xf32>, tensor<2x4xi64>) -> tensor<64x32xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$rows, MoE_IndexTensor:$chunk_counts);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = [{
+    $rows `,` $chunk_counts attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Collectives
 //===----------------------------------------------------------------------===//
@@ -1072,7 +1099,9 @@ def MoE_RaggedAllToAllOp : MoE_Op<"ragged_all_to_all", [
     `send_counts[0]` rows of `input` to peer 0, the next `send_counts[1]` to
     peer 1, and so on. It receives rows from each peer in peer order,
     concatenated into `result`, and `recv_counts[p]` rows came from peer `p`.
-    Counts may be zero. Trailing dimensions are the same everywhere.
+    Counts may be zero. Trailing dimensions are the same everywhere. A
+    static leading result dimension is a bound: receiving more rows is an
+    error, and rows past the received ones are zero.
 
     Upstream `shard.all_to_all` needs equal pieces; this op is its ragged
     form. The NCCL transport runs it as grouped `ncclSend` / `ncclRecv`, the

@@ -32,6 +32,59 @@ def DecomposeLayersPass : Pass<"moe-decompose-layers"> {
   let dependentDialects = ["::moe::MoEDialect"];
 }
 
+def PartitionPass : Pass<"moe-partition", "::mlir::ModuleOp"> {
+  let summary = "Applies a parallel plan: splits every moe.layer over "
+                "expert-parallel ranks.";
+  let description = [{
+    Reads the plan from the `plan` option or, when it is empty, from the
+    module's `moe.plan` attribute (which `moe-compile --machine` sets), in
+    the plan-string form ("ep=4 tp=1 pp=1 dp=1 ..."). The module becomes one
+    SPMD program for a 1-D `shard.grid @ep` of `ep` ranks; each rank finds
+    its own position at run time.
+
+    Every `moe.layer` with `T` tokens and `E` experts becomes, on each rank:
+
+    ```mlir
+    %x_r  = shard.all_slice %x on @ep slice_axis = 0  // T/ep tokens
+    %w, %e = moe.router %x_r ...
+    %rows, %counts, %src = moe.dispatch %x_r, %e ...
+    // send_counts[p]: rows for the experts of rank p (E/ep each, in order)
+    %recv, %rc = moe.ragged_all_to_all %rows, %send on @ep
+    %grouped = moe.transpose_chunks %recv, %peer_counts // [ep, E/ep] chunks
+    %out = moe.expert_ffn %grouped, %local_counts       // E/ep experts
+    %back = moe.transpose_chunks %out, %peer_counts^T
+    %ret, %_ = moe.ragged_all_to_all %back, %rc on @ep
+    %y_r = moe.combine %ret, %src, %w (+ shared experts on %x_r)
+    %y = shard.all_gather %y_r on @ep gather_axis = 0
+    ```
+
+    Expert weights are `shard.all_slice`d along the expert dimension, so a
+    rank holds only its `E/ep` experts (rank `r` owns experts
+    `r*E/ep .. (r+1)*E/ep - 1`). Everything outside MoE layers is computed
+    on every rank. Received rows are held in buffers of the worst-case size
+    (every token of the group on one rank); only the received rows are
+    computed.
+
+    With a capacity factor the exchange is even and every shape is static:
+    each rank dispatches its `T/ep` tokens into `E` blocks of
+    `C = ceil(factor * (T/ep) * top_k / E)` rows (the capacity of a rank's
+    tokens; a token over it on its own rank is dropped, earliest tokens
+    kept), sends `E/ep * C` rows to every peer and runs its experts on the
+    `ep * C` rows of each, padding included.
+
+    Plans with tensor, pipeline or data parallelism, or with replicated
+    experts, are rejected: this pass applies expert parallelism only. So is
+    a layer whose token or expert count `ep` does not divide.
+  }];
+  let options = [
+    Option<"plan", "plan", "std::string", /*default=*/"\"\"",
+           "Plan string (for example \"ep=4\"); default: the module's "
+           "moe.plan attribute">
+  ];
+  let dependentDialects = ["::moe::MoEDialect",
+                           "::mlir::shard::ShardDialect"];
+}
+
 def RaiseLayersPass : Pass<"moe-raise-layers"> {
   let summary = "Recognises exported Mixture-of-Experts blocks and rewrites "
                 "each into one moe.layer.";
