@@ -83,6 +83,11 @@ def main():
     parser.add_argument("--mpirun", type=int, default=0,
                         help="launch moe-run under mpirun with this many "
                              "processes (skipped, visibly, without mpirun)")
+    parser.add_argument("--plan", default="",
+                        help="partition with this plan (moe-compile "
+                             "--machine=cpu:N --plan=PLAN, N the ranks of "
+                             "--ranks or --mpirun) and check that moe-run "
+                             "ran a partitioned program")
     parser.add_argument("--iterations", type=int, default=1,
                         help="timed runs of both engines (one thread each); "
                              "above 1, median latencies are printed")
@@ -128,6 +133,9 @@ def main():
                        "-o", program]
     if args.dim_params:
         compile_command.append("--dim-params=" + args.dim_params)
+    ranks = args.mpirun or args.ranks
+    if args.plan:
+        compile_command += [f"--machine=cpu:{ranks}", "--plan=" + args.plan]
     run_command = [os.path.join(args.bin, "moe-run"), program,
                    "--inputs", ",".join(input_files),
                    "--compare", ",".join(reference_files),
@@ -164,13 +172,17 @@ def main():
         print(f"median latency over {args.iterations} runs, 1 thread: "
               f"onnxruntime {ort_ms:.3f} ms, moe-run {moe_ms:.3f} ms "
               f"(moe-run is {ort_ms / moe_ms:.2f}x onnxruntime's speed)")
-    ranks = args.mpirun or args.ranks
+    if args.plan and "partitioned program" not in result.stdout:
+        print(f"FAIL {name}: moe-run did not run a partitioned program for "
+              f"plan '{args.plan}'")
+        return 1
     if ranks > 1 and "identical outputs" not in result.stdout:
         print(f"FAIL {name}: moe-run did not confirm identical outputs on "
               f"{ranks} ranks")
         return 1
     print(f"PASS {name}: moe-run matches onnxruntime (rtol {args.rtol}, "
-          f"atol {args.atol})" + (f" on {ranks} ranks" if ranks > 1 else ""))
+          f"atol {args.atol})" + (f" on {ranks} ranks" if ranks > 1 else "")
+          + (f", partitioned by '{args.plan}'" if args.plan else ""))
     return 0
 
 
