@@ -33,16 +33,19 @@
 // BAD-MACHINE: moe-compile: {{.*}}9xQ100
 
 // Capacity mode: the report estimates the pairs each layer drops with every
-// expert at its mean load under the load model (a lower bound). 8 experts, top-2, 512 tokens: 1024 pairs, capacity 128 per
-// expert. Uniform load drops nothing; under zipf:1 the two hottest experts
-// get 1024/(k*H_8) = 376.8 and 188.4 pairs, so 248.8 + 60.4 = 309.2 drop.
+// expert at its mean load under the load model (a lower bound). 8 experts,
+// top-2, 512 tokens: 1024 pairs. Partitioned over ep=4, each rank applies
+// the capacity to its 128 tokens: ceil(1.0 * 128 * 2 / 8) = 32 per expert.
+// Uniform load drops nothing; under zipf:1 the two hottest experts get
+// 256/H_8 = 94.2 and 47.1 of a rank's 256 pairs, so each rank drops
+// 62.2 + 15.1 and the four 309.2.
 // RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=cpu:4 --expert-load=uniform --capacity-factor=1.0 -o %t.moe 2>&1 | FileCheck %s --check-prefix=CAP-UNIFORM
-// CAP-UNIFORM: capacity mode, MoE layer 0: capacity 128 pairs per expert; at mean load under uniform, 0.0 of 1024 pairs (0.00 %) are dropped (a lower bound
+// CAP-UNIFORM: capacity mode, MoE layer 0: capacity 32 pairs per expert on each of 4 expert-parallel ranks; at mean load under uniform, 0.0 of 1024 pairs (0.00 %) are dropped (a lower bound
 // RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=cpu:4 --expert-load=zipf:1.0 --capacity-factor=1.0 --report=%t.cap.json -o %t.moe
 // RUN: FileCheck %s --check-prefix=CAP-JSON < %t.cap.json
 // CAP-JSON: "capacity_mode": {
 // CAP-JSON: "capacity_factor": 1,
-// CAP-JSON: "capacity": 128,
+// CAP-JSON: "capacity": 32,
 // CAP-JSON: "mean_load_dropped_pairs": 309.15
 
 // A capacity factor that is not a positive finite number is refused before

@@ -10,7 +10,11 @@ as transforms of the initializers, see examples/onnx/make_ort_moe_models.py):
 - with a small capacity, they equal the numpy reference of the stated policy
   (tools/reference/moe_reference.py: each expert keeps its earliest tokens)
   and the kept pairs per expert (moe-run --expert-load) equal the
-  reference's.
+  reference's;
+- partitioned over 2 expert-parallel ranks (moe-compile --machine=cpu:2
+  --plan=ep=2), the same with the partitioned policy: each rank dispatches
+  its own half of the tokens with the capacity of that half, so the
+  reference applies the layer to each half.
 Prints one line per case and 'N passed, N failed'.
 """
 
@@ -37,7 +41,7 @@ MODELS = ["moe_silu_top2", "moe_swiglu_interleaved", "moe_relu_bias_top1"]
 TOKENS = 16
 
 
-def run_case(args, name, factor, reference):
+def run_case(args, name, factor, reference, ranks=1):
     models = os.path.join(REPO, "test", "ONNX", "models", "ort")
     with open(os.path.join(models, name + ".json")) as f:
         side = json.load(f)
@@ -49,7 +53,7 @@ def run_case(args, name, factor, reference):
               .shape.dim][-1]
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     x = rng.standard_normal((TOKENS, hidden)).astype(np.float32)
-    work = os.path.join(args.work, f"{name}_{factor}")
+    work = os.path.join(args.work, f"{name}_{factor}_ep{ranks}")
     os.makedirs(work, exist_ok=True)
     inputs, outputs = os.path.join(work, "x.npy"), os.path.join(work, "y.npy")
     load = os.path.join(work, "load.jsonl")
@@ -57,24 +61,34 @@ def run_case(args, name, factor, reference):
     program = os.path.join(work, "model.moe")
     for command in ([os.path.join(args.bin, "moe-compile"), model_path,
                      f"--dim-params=tokens={TOKENS}",
-                     f"--capacity-factor={factor}", "-o", program],
+                     f"--capacity-factor={factor}", "-o", program] +
+                    ([f"--machine=cpu:{ranks}", f"--plan=ep={ranks}"]
+                     if ranks > 1 else []),
                     [os.path.join(args.bin, "moe-run"), program, "--inputs",
                      inputs, "--outputs", outputs, "--expert-load", load,
-                     "--warmup", "0", "--iterations", "1"]):
+                     "--warmup", "0", "--iterations", "1",
+                     "--ranks", str(ranks)]):
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             return False, f"{os.path.basename(command[0])} failed: " \
                           f"{result.stderr.strip()}"
     y = np.load(outputs)
+    # One line per layer and rank: the pairs each rank kept for each expert.
     with open(load) as f:
-        kept = json.loads(f.readline())["tokens_per_expert"]
+        lines = [json.loads(line) for line in f]
+    kept = np.sum([line["tokens_per_expert"] for line in lines
+                   if line["layer"] == 0], axis=0).tolist()
+    if len([line for line in lines if line["layer"] == 0]) != ranks:
+        return False, f"expected expert load lines from {ranks} ranks"
 
     operands = {key: apply_transforms(inits[op["initializer"]],
                                       op["transforms"], inits)
                 for key, op in side["operands"].items()}
     attributes = dict(side["layer"])
     experts = operands["router_weight"].shape[1]
-    capacity = moe_reference.capacity_for(factor, TOKENS,
+    # Each rank's tokens, with the capacity of their count.
+    groups = np.split(x, ranks)
+    capacity = moe_reference.capacity_for(factor, TOKENS // ranks,
                                           attributes["top_k"], experts)
     if reference == "onnxruntime":
         os.environ.update(side.get("ort_env", {}))
@@ -82,24 +96,33 @@ def run_case(args, name, factor, reference):
                                        providers=["CPUExecutionProvider"])
         expected = session.run(None, {side["input"]: x})[0]
     else:
-        expected = moe_reference.layer(x, **operands, **attributes,
-                                       capacity_factor=factor, f64=True)
-    # The reference's kept pairs per expert: the first `capacity` of each.
-    _, selected = moe_reference.router(
-        x.astype(np.float64), operands["router_weight"],
-        top_k=attributes["top_k"], score=attributes["score"],
-        normalize=attributes.get("normalize", False),
-        router_bias=operands.get("router_bias"))
-    counts = np.bincount(selected.reshape(-1), minlength=experts)
-    expected_kept = np.minimum(counts, capacity).tolist()
+        expected = np.concatenate([
+            moe_reference.layer(group, **operands, **attributes,
+                                capacity_factor=factor, f64=True)
+            for group in groups])
+    # The reference's kept pairs per expert: the first `capacity` of each
+    # rank's pairs.
+    counts = np.zeros(experts, np.int64)
+    expected_kept = np.zeros(experts, np.int64)
+    for group in groups:
+        _, selected = moe_reference.router(
+            group.astype(np.float64), operands["router_weight"],
+            top_k=attributes["top_k"], score=attributes["score"],
+            normalize=attributes.get("normalize", False),
+            router_bias=operands.get("router_bias"))
+        group_counts = np.bincount(selected.reshape(-1), minlength=experts)
+        counts += group_counts
+        expected_kept += np.minimum(group_counts, capacity)
+    expected_kept = expected_kept.tolist()
     if kept != expected_kept:
         return False, f"kept pairs {kept}, expected {expected_kept}"
     if not np.allclose(y, expected, rtol=1e-4, atol=1e-5):
         return False, (f"outputs differ from {reference}: max |diff| "
                        f"{np.max(np.abs(y - expected)):.3g}")
     dropped = int(counts.sum() - sum(kept))
+    where = f" on {ranks} expert-parallel ranks" if ranks > 1 else ""
     return True, (f"capacity {capacity}, {dropped} of {int(counts.sum())} "
-                  f"pairs dropped, matches {reference}")
+                  f"pairs dropped, matches {reference}{where}")
 
 
 def main():
@@ -110,13 +133,14 @@ def main():
     passed = failed = 0
     for name in MODELS:
         # A factor of `experts` gives capacity tokens * top_k: nothing drops.
-        for factor, reference in ((8.0, "onnxruntime"),
-                                  (0.5, "the numpy reference")):
-            ok, message = run_case(args, name, factor, reference)
-            print(f"{'PASS' if ok else 'FAIL'} {name} capacity factor "
-                  f"{factor}: {message}")
-            passed += ok
-            failed += not ok
+        for ranks in (1, 2):
+            for factor, reference in ((8.0, "onnxruntime"),
+                                      (0.5, "the numpy reference")):
+                ok, message = run_case(args, name, factor, reference, ranks)
+                print(f"{'PASS' if ok else 'FAIL'} {name} capacity factor "
+                      f"{factor}: {message}")
+                passed += ok
+                failed += not ok
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -165,7 +165,10 @@ LogicalResult planModule(ModuleOp module) {
                                               plan->best.config.str()));
   // In capacity mode, what the assumed expert load would drop: expert e of
   // a layer receives share_e * tokens * top_k pairs and keeps at most the
-  // capacity.
+  // capacity. A partitioned layer applies the capacity on each of its ep
+  // ranks to that rank's tokens, so the estimate is per rank, times ep.
+  int64_t capacityRanks =
+      partitionsForMachine() ? plan->best.config.ep : 1;
   llvm::json::Array capacityJSON;
   std::string capacityText;
   if (capacityFactor > 0.0) {
@@ -178,22 +181,32 @@ LogicalResult planModule(ModuleOp module) {
     for (const moe::plan::LayerDescription &layer : model.layers) {
       if (!layer.isMoE())
         continue;
+      int64_t rankTokens = model.tokensPerStep() / capacityRanks;
       double pairs = static_cast<double>(model.tokensPerStep() * layer.topK);
-      int64_t capacity = moe::expertCapacity(
-          capacityFactor, model.tokensPerStep(), layer.topK, layer.numExperts);
+      double rankPairs = static_cast<double>(rankTokens * layer.topK);
+      int64_t capacity = moe::expertCapacity(capacityFactor, rankTokens,
+                                             layer.topK, layer.numExperts);
       // Each expert at its mean load under the model, at most one pair per
       // token. Routing varies from step to step around that mean, and every
       // step above capacity drops more, so this is a lower bound.
-      double tokens = static_cast<double>(model.tokensPerStep());
       double dropped = 0;
       for (double share : (*shares)[moeLayer])
-        dropped += std::max(0.0, std::min(share * pairs, tokens) - capacity);
+        dropped += capacityRanks *
+                   std::max(0.0, std::min(share * rankPairs,
+                                          static_cast<double>(rankTokens)) -
+                                     capacity);
+      std::string perRank =
+          capacityRanks > 1
+              ? llvm::formatv(" on each of {0} expert-parallel ranks",
+                              capacityRanks)
+                    .str()
+              : "";
       capacityText += llvm::formatv(
-          "capacity mode, MoE layer {0}: capacity {1} pairs per expert; at "
-          "mean load under {5}, {2:F1} of {3:F0} pairs ({4:F2} %) are "
+          "capacity mode, MoE layer {0}: capacity {1} pairs per expert{6}; "
+          "at mean load under {5}, {2:F1} of {3:F0} pairs ({4:F2} %) are "
           "dropped (a lower bound: step-to-step variation drops more)\n",
           moeLayer, capacity, dropped, pairs, 100.0 * dropped / pairs,
-          load->describe());
+          load->describe(), perRank);
       capacityJSON.push_back(
           llvm::json::Object{{"moe_layer", static_cast<int64_t>(moeLayer)},
                              {"capacity", capacity},
