@@ -4,7 +4,8 @@
 # (examples/onnx/make_demo_model.py: RMSNorm + com.microsoft.MoE blocks),
 # compile it with moe-compile, run it with moe-run, check the outputs against
 # onnxruntime on the same model and inputs, and print both latencies; then
-# plan it for two ranks and run it on two ranks against the same reference.
+# plan it for four CPU ranks, partition it by the plan, and run it on four
+# ranks (threads, then MPI processes) against the same reference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -29,17 +30,32 @@ echo "== 3. compile, run on $TOKENS tokens, compare with onnxruntime"
   --bin "$BUILD_DIR/bin" --work "$OUT_DIR" --dim-params=tokens="$TOKENS" \
   --iterations 20
 
-# The planner's choice for two CPU ranks under a skewed (Zipf) expert load,
-# then the same model on 2 ranks (threads), checked against onnxruntime's
-# output from step 3. Partitioning by the plan is not implemented yet:
-# each rank runs the whole program, and moe-run checks they all agree.
-echo "== 4. plan for 2 ranks, run on 2 ranks, compare with onnxruntime"
+# An automatic plan for four CPU ranks under a skewed (Zipf) expert load:
+# the planner picks the degrees and places the experts so that the ranks
+# get even loads, moe-compile partitions the model by that plan (one SPMD
+# program: each rank holds a quarter of the experts and routes a quarter of
+# the tokens, the all-to-alls carry the tokens to their experts and back),
+# and moe-run runs it on four ranks, checked against onnxruntime's output
+# from step 3.
+echo "== 4. plan for 4 ranks, partition, run on 4 ranks, compare with onnxruntime"
 "$BUILD_DIR/bin/moe-compile" "$OUT_DIR/moe_demo.onnx" \
-  --dim-params=tokens="$TOKENS" --machine=cpu:2 --expert-load=zipf:1.0 \
-  --report="$OUT_DIR/plan.txt" -o "$OUT_DIR/moe_demo_2ranks.moe"
-grep -E "^(Chosen|  step time|  memory)" "$OUT_DIR/plan.txt"
-"$BUILD_DIR/bin/moe-run" "$OUT_DIR/moe_demo_2ranks.moe" --ranks 2 \
+  --dim-params=tokens="$TOKENS" --machine=cpu:4 --expert-load=zipf:1.0 \
+  --report="$OUT_DIR/plan.txt" -o "$OUT_DIR/moe_demo_4ranks.moe"
+sed -n '/^Chosen/,/^Search/p' "$OUT_DIR/plan.txt"
+grep -E "^op (all_slice|ragged_all_to_all|all_gather)" \
+  "$OUT_DIR/moe_demo_4ranks.moe" | cut -d' ' -f2 | sort | uniq -c
+"$BUILD_DIR/bin/moe-run" "$OUT_DIR/moe_demo_4ranks.moe" --ranks 4 \
   --inputs "$OUT_DIR/moe_demo/input.0.npy" \
   --compare "$OUT_DIR/moe_demo/reference.0.npy" --rtol 1e-4 --atol 1e-5 \
   --iterations 5
+if command -v mpirun >/dev/null; then
+  echo "== 5. the same program as 4 MPI processes"
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+    mpirun --oversubscribe -np 4 "$BUILD_DIR/bin/moe-run" \
+    "$OUT_DIR/moe_demo_4ranks.moe" --inputs "$OUT_DIR/moe_demo/input.0.npy" \
+    --compare "$OUT_DIR/moe_demo/reference.0.npy" --rtol 1e-4 --atol 1e-5 \
+    --iterations 5
+else
+  echo "== 5. skipped: mpirun not found (scripts/setup.sh installs openmpi-bin)"
+fi
 echo "demo: OK"

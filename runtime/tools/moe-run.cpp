@@ -340,10 +340,21 @@ std::string expertLoadLines(const Executor &executor, int rank) {
     if (op.op != "dispatch" || op.results.size() < 2)
       continue;
     const Tensor &counts = executor.value(op.results[1]);
+    // A partitioned dispatch may number the experts in the order the ranks
+    // hold them; report by the model's expert numbers.
+    std::vector<int64_t> byExpert(counts.as<int64_t>(),
+                                  counts.as<int64_t>() + counts.numElements());
+    if (const std::vector<int64_t> *order = op.attrs.getArray("expert_order");
+        order && order->size() == byExpert.size()) {
+      for (size_t position = 0; position < order->size(); ++position)
+        if ((*order)[position] >= 0 &&
+            (*order)[position] < static_cast<int64_t>(byExpert.size()))
+          byExpert[(*order)[position]] = counts.as<int64_t>()[position];
+    }
     std::string list;
     int64_t total = 0, maximum = 0;
-    for (int64_t e = 0; e < counts.numElements(); ++e) {
-      int64_t count = counts.as<int64_t>()[e];
+    for (size_t e = 0; e < byExpert.size(); ++e) {
+      int64_t count = byExpert[e];
       list += (e ? ", " : "") + std::to_string(count);
       total += count;
       maximum = std::max(maximum, count);

@@ -163,6 +163,31 @@ LogicalResult planModule(ModuleOp module) {
                     "partitions plans for cpu:N machines only\n";
   module->setAttr("moe.plan", StringAttr::get(module.getContext(),
                                               plan->best.config.str()));
+  if (partitionsForMachine()) {
+    // The placement the cost model priced is the one the partitioner
+    // applies: each layer learns the rank of each expert. Layers appear in
+    // the model description in the order the function holds them.
+    SmallVector<moe::LayerOp> layers;
+    module.walk([&](moe::LayerOp layer) { layers.push_back(layer); });
+    if (layers.size() != plan->best.placements.size())
+      return module.emitError()
+             << "the plan places " << plan->best.placements.size()
+             << " MoE layers but the module has " << layers.size();
+    for (auto [layer, placed] :
+         llvm::zip_equal(layers, plan->best.placements)) {
+      SmallVector<int64_t> ranksOfExpert;
+      for (const std::vector<int64_t> &ranks :
+           placed.placement->ranksOfExpert) {
+        if (ranks.size() != 1)
+          return layer.emitOpError()
+                 << "the plan replicates an expert, which the partitioner "
+                    "does not apply";
+        ranksOfExpert.push_back(ranks.front());
+      }
+      layer->setAttr("moe.expert_ranks",
+                     DenseI64ArrayAttr::get(module.getContext(), ranksOfExpert));
+    }
+  }
   // In capacity mode, what the assumed expert load would drop: expert e of
   // a layer receives share_e * tokens * top_k pairs and keeps at most the
   // capacity. A partitioned layer applies the capacity on each of its ep

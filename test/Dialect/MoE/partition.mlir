@@ -123,3 +123,41 @@ func.func @dynamic_tokens(%x: tensor<?x64xf32>, %wr: tensor<64x4xf32>,
          tensor<4x128x64xf32>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
+
+// -----
+
+// A placement from the plan (moe.expert_ranks: rank 0 holds experts 0 and
+// 3, rank 1 experts 1 and 2): the selected experts are renumbered by their
+// position in the order [0, 3, 1, 2], dispatch records that order, and each
+// rank gathers its experts' weights by its slice of it.
+// CHECK-LABEL: func.func @placed
+func.func @placed(%x: tensor<16x64xf32>, %wr: tensor<64x4xf32>,
+    %wu: tensor<4x64x128xf32>, %wd: tensor<4x128x64xf32>) -> tensor<16x64xf32> {
+  // CHECK: %[[W:.*]], %[[E:.*]] = moe.router
+  // CHECK-NEXT: %[[POSITION:.*]] = arith.constant dense<[0, 2, 3, 1]> : tensor<4xi64>
+  // CHECK-NEXT: %[[RENUMBERED:.*]] = moe.gather %[[POSITION]][%[[E]]] axis = 0 : (tensor<4xi64>, tensor<8x1xi64>) -> tensor<8x1xi64>
+  // CHECK-NEXT: moe.dispatch %{{.*}}, %[[RENUMBERED]] num_experts = 4 {expert_order = array<i64: 0, 3, 1, 2>}
+  // CHECK: %[[ORDER:.*]] = arith.constant dense<[0, 3, 1, 2]> : tensor<4xi64>
+  // CHECK-NEXT: %[[MINE:.*]] = shard.all_slice %[[ORDER]] on @ep grid_axes = [0] slice_axis = 0 : tensor<4xi64> -> tensor<2xi64>
+  // CHECK-DAG: moe.gather %{{.*}}[%[[MINE]]] axis = 0 : (tensor<4x128x64xf32>, tensor<2xi64>) -> tensor<2x128x64xf32>
+  // CHECK-DAG: moe.gather %{{.*}}[%[[MINE]]] axis = 0 : (tensor<4x64x128xf32>, tensor<2xi64>) -> tensor<2x64x128xf32>
+  %y = moe.layer %x router(%wr) experts(up %wu down %wd)
+      top_k = 1 score = softmax activation = relu
+      {moe.expert_ranks = array<i64: 0, 1, 1, 0>}
+      : (tensor<16x64xf32>, tensor<64x4xf32>, tensor<4x64x128xf32>,
+         tensor<4x128x64xf32>) -> tensor<16x64xf32>
+  return %y : tensor<16x64xf32>
+}
+
+// -----
+
+func.func @unbalanced_placement(%x: tensor<16x64xf32>, %wr: tensor<64x4xf32>,
+    %wu: tensor<4x64x128xf32>, %wd: tensor<4x128x64xf32>) -> tensor<16x64xf32> {
+  // expected-error @+1 {{moe.expert_ranks gives rank 0 3 experts; every rank must hold 2}}
+  %y = moe.layer %x router(%wr) experts(up %wu down %wd)
+      top_k = 1 score = softmax activation = relu
+      {moe.expert_ranks = array<i64: 0, 0, 1, 0>}
+      : (tensor<16x64xf32>, tensor<64x4xf32>, tensor<4x64x128xf32>,
+         tensor<4x128x64xf32>) -> tensor<16x64xf32>
+  return %y : tensor<16x64xf32>
+}

@@ -30,6 +30,12 @@ using namespace moe;
 namespace {
 
 constexpr StringLiteral kGridName = "ep";
+/// On moe.layer: the expert-parallel rank of each expert, from the plan.
+constexpr StringLiteral kExpertRanksAttr = "moe.expert_ranks";
+/// On a partitioned moe.dispatch: the expert each of its positions stands
+/// for, when the experts are renumbered (moe-run --expert-load reports by
+/// expert).
+constexpr StringLiteral kExpertOrderAttr = "expert_order";
 
 /// Builds the expert-parallel form of one layer on a 1-D grid of `ranks`.
 class LayerPartitioner {
@@ -55,6 +61,7 @@ private:
                  Value *recvCounts = nullptr);
   Value reshape(Value value, ArrayRef<int64_t> shape);
   Value sum(Value value, int64_t axis);
+  FailureOr<SmallVector<int64_t>> expertOrder(int64_t experts);
 
   LayerOp layer;
   int64_t ranks;
@@ -103,6 +110,33 @@ Value LayerPartitioner::sum(Value value, int64_t axis) {
       /*keep_dims=*/false);
 }
 
+FailureOr<SmallVector<int64_t>>
+LayerPartitioner::expertOrder(int64_t experts) {
+  auto ranksOf = layer->getAttrOfType<DenseI64ArrayAttr>(kExpertRanksAttr);
+  if (!ranksOf)
+    return llvm::to_vector(llvm::seq<int64_t>(0, experts));
+  if (static_cast<int64_t>(ranksOf.size()) != experts)
+    return layer.emitOpError()
+           << kExpertRanksAttr << " has " << ranksOf.size()
+           << " entries; expected one rank per expert (" << experts << ")";
+  SmallVector<int64_t> order;
+  for (int64_t rank = 0; rank < ranks; ++rank) {
+    size_t before = order.size();
+    for (auto [expert, owner] : llvm::enumerate(ranksOf.asArrayRef()))
+      if (owner == rank)
+        order.push_back(expert);
+    if (static_cast<int64_t>(order.size() - before) != experts / ranks)
+      return layer.emitOpError()
+             << kExpertRanksAttr << " gives rank " << rank << " "
+             << order.size() - before << " experts; every rank must hold "
+             << experts / ranks;
+  }
+  if (static_cast<int64_t>(order.size()) != experts)
+    return layer.emitOpError() << kExpertRanksAttr << " names a rank outside "
+                               << "[0, " << ranks << ")";
+  return order;
+}
+
 LogicalResult LayerPartitioner::run() {
   Value input = layer.getInput();
   auto inputType = cast<RankedTensorType>(input.getType());
@@ -135,16 +169,39 @@ LogicalResult LayerPartitioner::run() {
   if (failed(capacity))
     return failure();
 
+  // The experts in the order the ranks hold them: rank r holds positions
+  // r*E/ep .. (r+1)*E/ep - 1. The plan's placement (moe.expert_ranks) or,
+  // without one, contiguous blocks.
+  FailureOr<SmallVector<int64_t>> order = expertOrder(experts);
+  if (failed(order))
+    return failure();
+  bool contiguous = llvm::equal(*order, llvm::seq<int64_t>(0, experts));
+
   Value localInput = slice(input, 0);
   RouterOp router = buildRouter(builder, layer, localInput);
+  Value selected = router.getExperts();
+  if (!contiguous) {
+    // Renumber the selected experts by their position in that order, so
+    // that dispatch groups each rank's experts together.
+    SmallVector<int64_t> position(experts);
+    for (auto [index, expert] : llvm::enumerate(*order))
+      position[expert] = index;
+    Value table = arith::ConstantOp::create(
+        builder, loc,
+        DenseElementsAttr::get(tensorType({experts}, indexType),
+                               ArrayRef<int64_t>(position)));
+    selected = GatherOp::create(builder, loc, selected.getType(), table,
+                                selected, builder.getI64IntegerAttr(0));
+  }
   int64_t dispatchRows = *capacity ? experts * **capacity : localTokens * topK;
   IntegerAttr capacityAttr =
       *capacity ? builder.getI64IntegerAttr(**capacity) : IntegerAttr();
   auto dispatch = DispatchOp::create(
       builder, loc, tensorType({dispatchRows, hidden}, floatType),
       tensorType({experts}, indexType), tensorType({dispatchRows}, indexType),
-      localInput, router.getExperts(), builder.getI64IntegerAttr(experts),
-      capacityAttr);
+      localInput, selected, builder.getI64IntegerAttr(experts), capacityAttr);
+  if (!contiguous)
+    dispatch->setAttr(kExpertOrderAttr, builder.getDenseI64ArrayAttr(*order));
 
   // Rows to each peer, and the [peers, local experts] row counts this rank
   // receives.
@@ -175,7 +232,26 @@ LogicalResult LayerPartitioner::run() {
       allToAll(dispatch.getRows(), sendCounts, receivedRows, &receivedCounts);
   Value grouped = TransposeChunksOp::create(builder, loc, received.getType(),
                                             received, peerCounts);
-  auto localWeight = [&](Value weight) { return slice(weight, 0); };
+  // This rank's experts: a slice of the weights, or the rows of its slice
+  // of the order (both evaluated once, when the program loads).
+  Value ownedExperts;
+  if (!contiguous)
+    ownedExperts = slice(
+        arith::ConstantOp::create(
+            builder, loc,
+            DenseElementsAttr::get(tensorType({experts}, indexType),
+                                   ArrayRef<int64_t>(*order))),
+        0);
+  auto localWeight = [&](Value weight) -> Value {
+    if (!weight || contiguous)
+      return slice(weight, 0);
+    auto type = cast<RankedTensorType>(weight.getType());
+    SmallVector<int64_t> shape(type.getShape());
+    shape[0] = localExperts;
+    return GatherOp::create(builder, loc,
+                            tensorType(shape, type.getElementType()), weight,
+                            ownedExperts, builder.getI64IntegerAttr(0));
+  };
   auto expertOut = ExpertFFNOp::create(
       builder, loc, grouped.getType(), grouped, localCounts,
       localWeight(layer.getGateWeight()), localWeight(layer.getUpWeight()),
