@@ -16,10 +16,11 @@ sweep divides the token count.
 
 Outcomes: pass; fail (a mismatch or an error the plan should not cause);
 not applicable, with the compiler's reason (an expert count the ep does not
-divide, a model whose MoE blocks are not raised); not supported (the
-partitioner applies expert parallelism only so far: plans with tp or pp > 1
-are rejected by moe-compile and counted here, not hidden). The JSON lists
-every case; the summary prints counts.
+divide, more stages than layers, a model whose MoE blocks are not raised);
+not supported (the partitioner applies expert and tensor parallelism inside
+the MoE layers so far: plans with pp > 1 are rejected by moe-compile and
+counted here, not hidden). The JSON lists every case; the summary prints
+counts.
 """
 
 import argparse
@@ -62,8 +63,8 @@ def classify(output, returncode):
         return "pass", ""
     for pattern in (r"which the partitioner does not apply yet",):
         if re.search(pattern, output):
-            return "not supported", "partitioner applies expert parallelism " \
-                "only (tp, pp > 1 rejected by moe-compile)"
+            return "not supported", "the partitioner applies ep and tp " \
+                "inside MoE layers; pp > 1 is rejected by moe-compile"
     match = re.search(r"no plan for model .*?; rejected: \w+ \(e\.g\. [^:]*: "
                       r"(.*)\)$", output, re.MULTILINE)
     if match:

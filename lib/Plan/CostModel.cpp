@@ -477,7 +477,14 @@ CostModel::checkConfig(const ParallelConfig &config) const {
   if (config.tp % config.expertTp != 0)
     return shape(
         formatv("etp={0} does not divide tp={1}", config.expertTp, config.tp));
-  int64_t tp = config.tp;
+  bool tokenSplit = options_.layout == ExpertParallelLayout::TokenSplitLayers;
+  if (tokenSplit && config.expertTp != config.tp)
+    return shape(formatv("etp={0} differs from tp={1}: the token-split layout "
+                         "splits the experts over all of tp",
+                         config.expertTp, config.tp));
+  // Layers outside the MoE blocks are split over tp only in the
+  // data-parallel-attention layout.
+  int64_t tp = tokenSplit ? 1 : config.tp;
   for (auto [index, layer] : enumerate(model_.layers)) {
     auto indivisible = [&, index = index](StringRef what, int64_t size,
                                           StringRef degree, int64_t by) {
@@ -497,14 +504,17 @@ CostModel::checkConfig(const ParallelConfig &config) const {
         return indivisible("inter", layer.denseInter, "tp", tp);
       continue;
     }
-    if (layer.numSharedExperts > 0 && layer.sharedExpertInter % tp != 0)
+    if (layer.numSharedExperts > 0 && layer.sharedExpertInter % config.tp != 0)
       return indivisible("shared expert inter", layer.sharedExpertInter, "tp",
-                         tp);
+                         config.tp);
     if (layer.expertInter % config.expertTp != 0)
       return indivisible("expert inter", layer.expertInter, "etp",
                          config.expertTp);
+    // The token-split layout (moe-partition) gives every expert rank the
+    // same number of experts, each held once.
+    if (tokenSplit && layer.numExperts % config.ep != 0)
+      return indivisible("experts", layer.numExperts, "ep", config.ep);
   }
-  bool tokenSplit = options_.layout == ExpertParallelLayout::TokenSplitLayers;
   int64_t shards = dataShards(config);
   if (shards > model_.batch)
     return {Rejection::Batch,
@@ -647,7 +657,10 @@ CostModel::LayerCost CostModel::layerCost(int64_t layerIndex,
   double bytes = derived.elementBytes;
   double tokens = derived.tokens;
   double hidden = layer.hidden;
-  AttentionShape shape = attentionShape(layer, config.tp);
+  bool tokenSplit = options_.layout == ExpertParallelLayout::TokenSplitLayers;
+  // The tensor-parallel degree of the layers outside the MoE blocks.
+  int64_t denseTp = tokenSplit ? 1 : config.tp;
+  AttentionShape shape = attentionShape(layer, denseTp);
 
   LayerCost cost;
   cost.compute = attentionSeconds(
@@ -664,13 +677,13 @@ CostModel::LayerCost CostModel::layerCost(int64_t layerIndex,
   cost.activations = 4 * tokens * hidden * bytes;
   double attentionScratch =
       tokens * (shape.qkvWidth + shape.outputWidth) * bytes;
-  if (config.tp > 1)
+  if (denseTp > 1)
     cost.tensorParallel = 2 * allReduceSeconds(tokens * hidden * bytes,
                                                layout.tensorGroup, machine_);
   double upFactor = layer.gatedMLP ? 2 : 1;
 
   if (!layer.isMoE()) {
-    double inter = double(layer.denseInter / config.tp);
+    double inter = double(layer.denseInter / denseTp);
     cost.compute += mlpSeconds(tokens, hidden, inter, layer.gatedMLP, 1, bytes,
                                type, machine_);
     cost.weights += layer.mlpMatrices() * hidden * inter * bytes;
@@ -683,12 +696,18 @@ CostModel::LayerCost CostModel::layerCost(int64_t layerIndex,
   // The tokens of this group that its MoE layers see: all of them, or their
   // share when the layer splits the replica's tokens over ep.
   double layerTokens = tokens;
-  if (options_.layout == ExpertParallelLayout::TokenSplitLayers) {
+  if (tokenSplit) {
+    // The layer's exchanges besides dispatch and combine: its output summed
+    // over the tp ranks (each computed a column slice of every expert) and
+    // gathered over ep.
     layerTokens = tokens / config.ep;
     if (config.ep > 1)
       cost.allToAll += ringAllGatherSeconds(
           tokens * hidden * bytes, groupSpan(machine_, 0, config.tp, config.ep),
           machine_);
+    if (config.tp > 1)
+      cost.tensorParallel += allReduceSeconds(layerTokens * hidden * bytes,
+                                              layout.tensorGroup, machine_);
   }
   double routedTokens = layerTokens * config.expertTp / config.tp;
   double experts = layer.numExperts;
@@ -752,7 +771,9 @@ CostModel::StageExtras CostModel::stageExtras(int64_t stage,
   DataType type = model_.dtype;
   double bytes = derived.elementBytes;
   double tokens = derived.tokens;
-  double vocabRows = double((model_.vocab + config.tp - 1) / config.tp);
+  int64_t denseTp =
+      options_.layout == ExpertParallelLayout::TokenSplitLayers ? 1 : config.tp;
+  double vocabRows = double((model_.vocab + denseTp - 1) / denseTp);
   StageExtras extras;
   if (stage == 0) {
     double hidden = model_.layers.front().hidden;
@@ -760,7 +781,7 @@ CostModel::StageExtras CostModel::stageExtras(int64_t stage,
     // it owns and the all-reduce fills in the rest.
     extras.compute += rooflineSeconds(memoryPasses(2 * tokens * hidden * bytes),
                                       type, machine_);
-    if (config.tp > 1)
+    if (denseTp > 1)
       extras.tensorParallel += allReduceSeconds(tokens * hidden * bytes,
                                                 layout.tensorGroup, machine_);
     extras.weights += vocabRows * hidden * bytes;
@@ -774,10 +795,10 @@ CostModel::StageExtras CostModel::stageExtras(int64_t stage,
         rooflineSeconds(gemm(tokens, hidden, vocabRows, bytes), type, machine_);
     extras.weights += (vocabRows * hidden + hidden) * bytes;
     extras.temporaries = logits;
-    if (config.tp > 1) {
-      extras.tensorParallel += ringAllGatherSeconds(
-          logits * config.tp, layout.tensorGroup, machine_);
-      extras.temporaries += logits * config.tp;
+    if (denseTp > 1) {
+      extras.tensorParallel +=
+          ringAllGatherSeconds(logits * denseTp, layout.tensorGroup, machine_);
+      extras.temporaries += logits * denseTp;
     }
   } else {
     double hidden = model_.layers.front().hidden;
@@ -1135,8 +1156,13 @@ double CostModel::lowerBoundSeconds(const ParallelConfig &mesh) {
     }
     double cheapestLinks = std::numeric_limits<double>::infinity();
     for (const StageLayout &layout : layouts) {
-      // Two all-reduces of the hidden state.
-      double links = 2 * 2 * tpFactor * tokens * hidden * bytes /
+      // Two all-reduces of the hidden state; one, of the MoE layers only,
+      // in the token-split layout.
+      double allReduces =
+          options_.layout == ExpertParallelLayout::TokenSplitLayers
+              ? (layer.isMoE() ? 1 : 0)
+              : 2;
+      double links = allReduces * 2 * tpFactor * tokens * hidden * bytes /
                      bandwidthOf(layout.tensorGroup);
       if (layer.isMoE() && ranks > 1) {
         double dispatched = tokens * config.expertTp / config.tp * layer.topK *
@@ -1162,15 +1188,19 @@ double CostModel::lowerBoundSeconds(const ParallelConfig &mesh) {
   double firstHidden = model_.layers.front().hidden;
   double lastHidden = model_.layers.back().hidden;
   double vocabRows = double((model_.vocab + config.tp - 1) / config.tp);
+  // The embedding's all-reduce and the logits' all-gather, when the
+  // vocabulary is split over tp.
+  double vocabTpFactor =
+      options_.layout == ExpertParallelLayout::TokenSplitLayers ? 0 : tpFactor;
   work += rooflineSeconds(memoryPasses(2 * tokens * firstHidden * bytes), type,
                           machine_) +
-          2 * tpFactor * tokens * firstHidden * bytes /
+          2 * vocabTpFactor * tokens * firstHidden * bytes /
               bandwidthOf(layouts.front().tensorGroup);
   work += rooflineSeconds(memoryPasses(2 * tokens * lastHidden * bytes), type,
                           machine_) +
           rooflineSeconds(gemm(tokens, lastHidden, vocabRows, bytes), type,
                           machine_) +
-          tpFactor * tokens * vocabRows * config.tp * bytes /
+          vocabTpFactor * tokens * vocabRows * config.tp * bytes /
               bandwidthOf(layouts.back().tensorGroup);
   for (int64_t stage = 0; stage + 1 < config.pp; ++stage)
     work += tokens * firstHidden * bytes /

@@ -6,9 +6,13 @@
 // TEXT: note: attention: 4 heads of width 8
 // TEXT: Plan for main_graph on cpu:4
 // TEXT: model: 2 layers (2 MoE), {{.*}} 8 x 64 tokens per step
-// On CPU ranks the search keeps to the plans the partitioner applies, so
-// four ranks means ep=4, and the module is partitioned by it.
+// On CPU ranks the search keeps to the plans the partitioner applies (ep x
+// tp inside the MoE layers, etp = tp), and the module is partitioned by the
+// winner: under a uniform load, ep=4 without tensor-parallel collectives.
 // TEXT: Chosen: pp=1 dp=1 tp=1 ep=4 etp=1 microbatches=1
+// TEXT: Runners-up
+// TEXT-NEXT: 2. pp=1 dp=1 tp=2 ep=2 etp=2 {{.*}} slower: tensor-parallel collectives
+// TEXT-NEXT: 3. pp=1 dp=1 tp=4 ep=1 etp=4
 // TEXT: module attributes {moe.plan = "pp=1 dp=1 tp=1 ep=4
 // TEXT: shard.grid @ep(shape = 4)
 // TEXT-COUNT-2: shard.all_gather
@@ -39,9 +43,9 @@
 // Uniform load drops nothing; under zipf:1 the two hottest experts get
 // 256/H_8 = 94.2 and 47.1 of a rank's 256 pairs, so each rank drops
 // 62.2 + 15.1 and the four 309.2.
-// RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=cpu:4 --expert-load=uniform --capacity-factor=1.0 -o %t.moe 2>&1 | FileCheck %s --check-prefix=CAP-UNIFORM
+// RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=cpu:4 --plan=ep=4 --expert-load=uniform --capacity-factor=1.0 -o %t.moe 2>&1 | FileCheck %s --check-prefix=CAP-UNIFORM
 // CAP-UNIFORM: capacity mode, MoE layer 0: capacity 32 pairs per expert on each of 4 expert-parallel ranks; at mean load under uniform, 0.0 of 1024 pairs (0.00 %) are dropped (a lower bound
-// RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=cpu:4 --expert-load=zipf:1.0 --capacity-factor=1.0 --report=%t.cap.json -o %t.moe
+// RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=cpu:4 --plan=ep=4 --expert-load=zipf:1.0 --capacity-factor=1.0 --report=%t.cap.json -o %t.moe
 // RUN: FileCheck %s --check-prefix=CAP-JSON < %t.cap.json
 // CAP-JSON: "capacity_mode": {
 // CAP-JSON: "capacity_factor": 1,

@@ -12,9 +12,10 @@ as transforms of the initializers, see examples/onnx/make_ort_moe_models.py):
   and the kept pairs per expert (moe-run --expert-load) equal the
   reference's;
 - partitioned over 2 expert-parallel ranks (moe-compile --machine=cpu:2
-  --plan=ep=2), the same with the partitioned policy: each rank dispatches
-  its own half of the tokens with the capacity of that half, so the
-  reference applies the layer to each half.
+  --plan=ep=2), and over 2 x 2 expert- and tensor-parallel ranks, the same
+  with the partitioned policy: each expert-parallel rank dispatches its own
+  half of the tokens with the capacity of that half, so the reference
+  applies the layer to each half.
 Prints one line per case and 'N passed, N failed'.
 """
 
@@ -41,7 +42,8 @@ MODELS = ["moe_silu_top2", "moe_swiglu_interleaved", "moe_relu_bias_top1"]
 TOKENS = 16
 
 
-def run_case(args, name, factor, reference, ranks=1):
+def run_case(args, name, factor, reference, ep=1, tp=1):
+    ranks = ep * tp
     models = os.path.join(REPO, "test", "ONNX", "models", "ort")
     with open(os.path.join(models, name + ".json")) as f:
         side = json.load(f)
@@ -53,7 +55,7 @@ def run_case(args, name, factor, reference, ranks=1):
               .shape.dim][-1]
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     x = rng.standard_normal((TOKENS, hidden)).astype(np.float32)
-    work = os.path.join(args.work, f"{name}_{factor}_ep{ranks}")
+    work = os.path.join(args.work, f"{name}_{factor}_ep{ep}_tp{tp}")
     os.makedirs(work, exist_ok=True)
     inputs, outputs = os.path.join(work, "x.npy"), os.path.join(work, "y.npy")
     load = os.path.join(work, "load.jsonl")
@@ -62,7 +64,7 @@ def run_case(args, name, factor, reference, ranks=1):
     for command in ([os.path.join(args.bin, "moe-compile"), model_path,
                      f"--dim-params=tokens={TOKENS}",
                      f"--capacity-factor={factor}", "-o", program] +
-                    ([f"--machine=cpu:{ranks}", f"--plan=ep={ranks}"]
+                    ([f"--machine=cpu:{ranks}", f"--plan=ep={ep} tp={tp}"]
                      if ranks > 1 else []),
                     [os.path.join(args.bin, "moe-run"), program, "--inputs",
                      inputs, "--outputs", outputs, "--expert-load", load,
@@ -76,8 +78,11 @@ def run_case(args, name, factor, reference, ranks=1):
     # One line per layer and rank: the pairs each rank kept for each expert.
     with open(load) as f:
         lines = [json.loads(line) for line in f]
+    # The tensor-parallel ranks of a row dispatch the same tokens: count
+    # each row once (rank = e * tp + t).
     kept = np.sum([line["tokens_per_expert"] for line in lines
-                   if line["layer"] == 0], axis=0).tolist()
+                   if line["layer"] == 0 and line["rank"] % tp == 0],
+                  axis=0).tolist()
     if len([line for line in lines if line["layer"] == 0]) != ranks:
         return False, f"expected expert load lines from {ranks} ranks"
 
@@ -86,9 +91,10 @@ def run_case(args, name, factor, reference, ranks=1):
                 for key, op in side["operands"].items()}
     attributes = dict(side["layer"])
     experts = operands["router_weight"].shape[1]
-    # Each rank's tokens, with the capacity of their count.
-    groups = np.split(x, ranks)
-    capacity = moe_reference.capacity_for(factor, TOKENS // ranks,
+    # Each expert-parallel rank's tokens, with the capacity of their count
+    # (tensor-parallel ranks share their row's tokens).
+    groups = np.split(x, ep)
+    capacity = moe_reference.capacity_for(factor, TOKENS // ep,
                                           attributes["top_k"], experts)
     if reference == "onnxruntime":
         os.environ.update(side.get("ort_env", {}))
@@ -120,7 +126,7 @@ def run_case(args, name, factor, reference, ranks=1):
         return False, (f"outputs differ from {reference}: max |diff| "
                        f"{np.max(np.abs(y - expected)):.3g}")
     dropped = int(counts.sum() - sum(kept))
-    where = f" on {ranks} expert-parallel ranks" if ranks > 1 else ""
+    where = f" on ep={ep} x tp={tp} ranks" if ranks > 1 else ""
     return True, (f"capacity {capacity}, {dropped} of {int(counts.sum())} "
                   f"pairs dropped, matches {reference}{where}")
 
@@ -133,10 +139,10 @@ def main():
     passed = failed = 0
     for name in MODELS:
         # A factor of `experts` gives capacity tokens * top_k: nothing drops.
-        for ranks in (1, 2):
+        for ep, tp in ((1, 1), (2, 1), (2, 2)):
             for factor, reference in ((8.0, "onnxruntime"),
                                       (0.5, "the numpy reference")):
-                ok, message = run_case(args, name, factor, reference, ranks)
+                ok, message = run_case(args, name, factor, reference, ep, tp)
                 print(f"{'PASS' if ok else 'FAIL'} {name} capacity factor "
                       f"{factor}: {message}")
                 passed += ok

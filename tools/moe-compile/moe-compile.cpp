@@ -130,19 +130,18 @@ LogicalResult planModule(ModuleOp module) {
     options.pinned = *pinned;
   }
   if (partitionsForMachine()) {
-    // Search only what the partitioner applies (expert parallelism); a
-    // choice pinned by hand stays, and the partitioner names what it cannot
-    // apply.
+    // Search only what the partitioner applies (expert and tensor
+    // parallelism inside the MoE layers; the token-split layout of the cost
+    // model keeps etp = tp); a choice pinned by hand stays, and the
+    // partitioner names what it cannot apply.
     moe::plan::PlanConstraints &pinned = options.pinned;
     pinned.pp = pinned.pp.value_or(1);
     pinned.dp = pinned.dp.value_or(1);
-    pinned.tp = pinned.tp.value_or(1);
-    pinned.expertTp = pinned.expertTp.value_or(1);
     pinned.extraExpertSlots = pinned.extraExpertSlots.value_or(0);
     pinned.microbatches = pinned.microbatches.value_or(1);
-    llvm::errs() << "moe-compile: searching expert-parallel plans (pp, dp, "
-                    "tp, etp, micro-batches 1 and no extra slots unless "
-                    "pinned), the ones the CPU partitioner applies\n";
+    llvm::errs() << "moe-compile: searching the plans the CPU partitioner "
+                    "applies: ep x tp inside the MoE layers (pp, dp, "
+                    "micro-batches 1 and no extra slots unless pinned)\n";
   }
   moe::plan::CostModelOptions costOptions;
   if (partitionsForMachine())
@@ -184,16 +183,16 @@ LogicalResult planModule(ModuleOp module) {
                     "does not apply";
         ranksOfExpert.push_back(ranks.front());
       }
-      layer->setAttr("moe.expert_ranks",
-                     DenseI64ArrayAttr::get(module.getContext(), ranksOfExpert));
+      layer->setAttr(
+          "moe.expert_ranks",
+          DenseI64ArrayAttr::get(module.getContext(), ranksOfExpert));
     }
   }
   // In capacity mode, what the assumed expert load would drop: expert e of
   // a layer receives share_e * tokens * top_k pairs and keeps at most the
   // capacity. A partitioned layer applies the capacity on each of its ep
   // ranks to that rank's tokens, so the estimate is per rank, times ep.
-  int64_t capacityRanks =
-      partitionsForMachine() ? plan->best.config.ep : 1;
+  int64_t capacityRanks = partitionsForMachine() ? plan->best.config.ep : 1;
   llvm::json::Array capacityJSON;
   std::string capacityText;
   if (capacityFactor > 0.0) {

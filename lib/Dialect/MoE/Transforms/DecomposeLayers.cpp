@@ -61,7 +61,8 @@ LogicalResult decompose(LayerOp layer) {
   Value routed =
       CombineOp::create(builder, loc, inputType, expertOut.getResult(),
                         dispatch.getSources(), router.getWeights());
-  Value result = addSharedExperts(builder, layer, input, routed);
+  Value result = addSharedExperts(builder, layer, input, routed,
+                                  sharedExpertWeights(layer));
 
   LLVM_DEBUG(llvm::dbgs() << "decomposed " << layer << "\n");
   layer.getResult().replaceAllUsesWith(result);
@@ -113,17 +114,21 @@ FailureOr<std::optional<int64_t>> moe::layerCapacity(LayerOp layer,
                                                layer.getNumExperts()));
 }
 
+SharedExpertWeights moe::sharedExpertWeights(LayerOp layer) {
+  return {layer.getSharedGateWeight(), layer.getSharedUpWeight(),
+          layer.getSharedDownWeight()};
+}
+
 Value moe::addSharedExperts(OpBuilder &builder, LayerOp layer, Value input,
-                            Value routed) {
+                            Value routed, const SharedExpertWeights &weights) {
   if (!layer.hasSharedExperts())
     return routed;
   Location loc = layer.getLoc();
   auto inputType = cast<RankedTensorType>(input.getType());
-  Value shared =
-      FFNOp::create(builder, loc, inputType, input, layer.getSharedGateWeight(),
-                    layer.getSharedUpWeight(), layer.getSharedDownWeight(),
-                    /*gate_bias=*/Value(), /*up_bias=*/Value(),
-                    /*down_bias=*/Value(), layer.getActivationAttr());
+  Value shared = FFNOp::create(
+      builder, loc, inputType, input, weights.gate, weights.up, weights.down,
+      /*gate_bias=*/Value(), /*up_bias=*/Value(),
+      /*down_bias=*/Value(), layer.getActivationAttr());
   if (Value gateWeight = layer.getSharedExpertGateWeight()) {
     auto gateType = RankedTensorType::get({inputType.getDimSize(0), 1},
                                           inputType.getElementType());

@@ -27,10 +27,18 @@ RouterOp buildRouter(mlir::OpBuilder &builder, LayerOp layer,
 mlir::FailureOr<std::optional<int64_t>> layerCapacity(LayerOp layer,
                                                       int64_t tokens);
 
+/// The matrices of the layer's shared experts (null without them).
+struct SharedExpertWeights {
+  mlir::Value gate, up, down;
+};
+SharedExpertWeights sharedExpertWeights(LayerOp layer);
+
 /// `routed` plus the layer's shared experts applied to `input`, or `routed`
-/// itself when the layer has none.
+/// itself when the layer has none. The partitioner passes its slices of the
+/// shared experts' matrices as `weights`.
 mlir::Value addSharedExperts(mlir::OpBuilder &builder, LayerOp layer,
-                             mlir::Value input, mlir::Value routed);
+                             mlir::Value input, mlir::Value routed,
+                             const SharedExpertWeights &weights);
 
 } // namespace moe
 

@@ -29,7 +29,6 @@ using namespace moe;
 
 namespace {
 
-constexpr StringLiteral kGridName = "ep";
 /// On moe.layer: the expert-parallel rank of each expert, from the plan.
 constexpr StringLiteral kExpertRanksAttr = "moe.expert_ranks";
 /// On a partitioned moe.dispatch: the expert each of its positions stands
@@ -37,11 +36,23 @@ constexpr StringLiteral kExpertRanksAttr = "moe.expert_ranks";
 /// expert).
 constexpr StringLiteral kExpertOrderAttr = "expert_order";
 
-/// Builds the expert-parallel form of one layer on a 1-D grid of `ranks`.
+/// The grid the layers are partitioned on: `ep` expert-parallel rows of `tp`
+/// tensor-parallel ranks, rank = e * tp + t. A 1-D grid @ep without tensor
+/// parallelism, a 2-D grid @ep_tp with it.
+struct Mesh {
+  int64_t ep = 1;
+  int64_t tp = 1;
+  StringRef grid() const { return tp > 1 ? "ep_tp" : "ep"; }
+  SmallVector<int64_t> shape() const {
+    return tp > 1 ? SmallVector<int64_t>{ep, tp} : SmallVector<int64_t>{ep};
+  }
+};
+
+/// Builds the partitioned form of one layer.
 class LayerPartitioner {
 public:
-  LayerPartitioner(LayerOp layer, int64_t ranks)
-      : layer(layer), ranks(ranks), builder(layer), loc(layer.getLoc()) {}
+  LayerPartitioner(LayerOp layer, Mesh mesh)
+      : layer(layer), mesh(mesh), builder(layer), loc(layer.getLoc()) {}
 
   LogicalResult run();
 
@@ -55,29 +66,35 @@ private:
         builder, loc,
         DenseElementsAttr::get(type, builder.getI64IntegerAttr(value)));
   }
-  /// This rank's block of `value` along `axis`.
-  Value slice(Value value, int64_t axis);
+  /// This rank's block of `value` along `axis`, over the expert-parallel
+  /// ranks (grid axis 0) or the tensor-parallel ones (grid axis 1).
+  Value slice(Value value, int64_t axis, bool tensorParallel = false);
   Value allToAll(Value rows, Value sendCounts, int64_t resultRows,
                  Value *recvCounts = nullptr);
   Value reshape(Value value, ArrayRef<int64_t> shape);
   Value sum(Value value, int64_t axis);
   FailureOr<SmallVector<int64_t>> expertOrder(int64_t experts);
+  /// `value` / tp: a bias added once per partial sum that the tensor-
+  /// parallel all-reduce adds up.
+  Value shareOverTensorParallel(Value value);
 
   LayerOp layer;
-  int64_t ranks;
+  Mesh mesh;
   OpBuilder builder;
   Location loc;
 };
 
-Value LayerPartitioner::slice(Value value, int64_t axis) {
-  if (!value)
+Value LayerPartitioner::slice(Value value, int64_t axis, bool tensorParallel) {
+  int64_t parts = tensorParallel ? mesh.tp : mesh.ep;
+  if (!value || parts == 1)
     return value;
   auto type = cast<RankedTensorType>(value.getType());
   SmallVector<int64_t> shape(type.getShape());
-  shape[axis] /= ranks;
+  shape[axis] /= parts;
   return shard::AllSliceOp::create(
-      builder, loc, tensorType(shape, type.getElementType()), value, kGridName,
-      ArrayRef<int16_t>{0}, axis);
+      builder, loc, tensorType(shape, type.getElementType()), value,
+      mesh.grid(), ArrayRef<int16_t>{tensorParallel ? int16_t(1) : int16_t(0)},
+      axis);
 }
 
 Value LayerPartitioner::allToAll(Value rows, Value sendCounts,
@@ -87,7 +104,7 @@ Value LayerPartitioner::allToAll(Value rows, Value sendCounts,
   shape[0] = resultRows;
   auto exchange = RaggedAllToAllOp::create(
       builder, loc, tensorType(shape, type.getElementType()),
-      sendCounts.getType(), rows, sendCounts, kGridName,
+      sendCounts.getType(), rows, sendCounts, mesh.grid(),
       builder.getDenseI16ArrayAttr({0}));
   if (recvCounts)
     *recvCounts = exchange.getRecvCounts();
@@ -110,8 +127,22 @@ Value LayerPartitioner::sum(Value value, int64_t axis) {
       /*keep_dims=*/false);
 }
 
-FailureOr<SmallVector<int64_t>>
-LayerPartitioner::expertOrder(int64_t experts) {
+Value LayerPartitioner::shareOverTensorParallel(Value value) {
+  if (!value || mesh.tp == 1)
+    return value;
+  auto type = cast<RankedTensorType>(value.getType());
+  auto scalarType = tensorType({}, type.getElementType());
+  Value share = arith::ConstantOp::create(
+      builder, loc,
+      DenseElementsAttr::get(
+          scalarType,
+          builder.getFloatAttr(type.getElementType(),
+                               1.0 / static_cast<double>(mesh.tp))));
+  return MulOp::create(builder, loc, type, value, share);
+}
+
+FailureOr<SmallVector<int64_t>> LayerPartitioner::expertOrder(int64_t experts) {
+  int64_t ranks = mesh.ep;
   auto ranksOf = layer->getAttrOfType<DenseI64ArrayAttr>(kExpertRanksAttr);
   if (!ranksOf)
     return llvm::to_vector(llvm::seq<int64_t>(0, experts));
@@ -144,6 +175,7 @@ LogicalResult LayerPartitioner::run() {
   int64_t hidden = inputType.getDimSize(1);
   int64_t experts = layer.getNumExperts();
   int64_t topK = layer.getTopK();
+  int64_t ranks = mesh.ep;
   Type floatType = inputType.getElementType();
   Type indexType = builder.getI64Type();
   if (ShapedType::isDynamic(tokens))
@@ -161,6 +193,24 @@ LogicalResult LayerPartitioner::run() {
            << "has " << experts << " experts, which " << ranks
            << " expert-parallel ranks cannot hold evenly; choose an ep that "
               "divides the expert count";
+  // Tensor parallelism splits every expert's intermediate columns (and the
+  // shared experts').
+  auto inter = [](Value weight) {
+    return cast<RankedTensorType>(weight.getType()).getShape().back();
+  };
+  if (inter(layer.getUpWeight()) % mesh.tp != 0)
+    return layer.emitOpError()
+           << "has experts of intermediate size " << inter(layer.getUpWeight())
+           << ", which " << mesh.tp
+           << " tensor-parallel ranks cannot split evenly; choose a tp that "
+              "divides it";
+  if (layer.hasSharedExperts() &&
+      inter(layer.getSharedUpWeight()) % mesh.tp != 0)
+    return layer.emitOpError()
+           << "has shared experts of intermediate size "
+           << inter(layer.getSharedUpWeight()) << ", which " << mesh.tp
+           << " tensor-parallel ranks cannot split evenly; choose a tp that "
+              "divides it";
   int64_t localTokens = tokens / ranks;
   int64_t localExperts = experts / ranks;
 
@@ -203,46 +253,53 @@ LogicalResult LayerPartitioner::run() {
   if (!contiguous)
     dispatch->setAttr(kExpertOrderAttr, builder.getDenseI64ArrayAttr(*order));
 
-  // Rows to each peer, and the [peers, local experts] row counts this rank
-  // receives.
-  Value sendCounts, peerCounts, localCounts;
-  int64_t receivedRows;
-  IntegerAttr expertCapacityAttr;
-  if (*capacity) {
-    // Every count is known: each expert block is C rows, padding included.
-    int64_t block = **capacity;
-    sendCounts = indexConstant({ranks}, localExperts * block);
-    peerCounts = indexConstant({ranks, localExperts}, block);
-    localCounts = indexConstant({localExperts}, ranks * block);
-    receivedRows = ranks * localExperts * block;
-    expertCapacityAttr = builder.getI64IntegerAttr(ranks * block);
-  } else {
-    Value counts = dispatch.getCounts();
-    sendCounts = sum(reshape(counts, {ranks, localExperts}), 1);
-    Value countsOfPeers =
-        allToAll(counts, indexConstant({ranks}, localExperts), experts);
-    peerCounts = reshape(countsOfPeers, {ranks, localExperts});
-    localCounts = sum(peerCounts, 0);
-    // At most every token of the group, each to this rank's experts.
-    receivedRows = tokens * topK;
+  // The rows of this rank's experts: received from the expert-parallel
+  // peers, grouped by expert.
+  Value grouped = dispatch.getRows(), localCounts = dispatch.getCounts();
+  Value peerCounts, receivedCounts;
+  IntegerAttr expertCapacityAttr = capacityAttr;
+  if (ranks > 1) {
+    // Rows to each peer, and the [peers, local experts] row counts this
+    // rank receives.
+    Value sendCounts;
+    int64_t receivedRows;
+    if (*capacity) {
+      // Every count is known: each expert block is C rows, padding
+      // included.
+      int64_t block = **capacity;
+      sendCounts = indexConstant({ranks}, localExperts * block);
+      peerCounts = indexConstant({ranks, localExperts}, block);
+      localCounts = indexConstant({localExperts}, ranks * block);
+      receivedRows = ranks * localExperts * block;
+      expertCapacityAttr = builder.getI64IntegerAttr(ranks * block);
+    } else {
+      Value counts = dispatch.getCounts();
+      sendCounts = sum(reshape(counts, {ranks, localExperts}), 1);
+      Value countsOfPeers =
+          allToAll(counts, indexConstant({ranks}, localExperts), experts);
+      peerCounts = reshape(countsOfPeers, {ranks, localExperts});
+      localCounts = sum(peerCounts, 0);
+      // At most every token of the group, each to this rank's experts.
+      receivedRows = tokens * topK;
+    }
+    Value received =
+        allToAll(dispatch.getRows(), sendCounts, receivedRows, &receivedCounts);
+    grouped = TransposeChunksOp::create(builder, loc, received.getType(),
+                                        received, peerCounts);
   }
-  Value received;
-  Value receivedCounts;
-  received =
-      allToAll(dispatch.getRows(), sendCounts, receivedRows, &receivedCounts);
-  Value grouped = TransposeChunksOp::create(builder, loc, received.getType(),
-                                            received, peerCounts);
+
   // This rank's experts: a slice of the weights, or the rows of its slice
-  // of the order (both evaluated once, when the program loads).
+  // of the order (both evaluated once, when the program loads); then, with
+  // tensor parallelism, its slice of their intermediate columns.
   Value ownedExperts;
   if (!contiguous)
-    ownedExperts = slice(
-        arith::ConstantOp::create(
-            builder, loc,
-            DenseElementsAttr::get(tensorType({experts}, indexType),
-                                   ArrayRef<int64_t>(*order))),
-        0);
-  auto localWeight = [&](Value weight) -> Value {
+    ownedExperts =
+        slice(arith::ConstantOp::create(
+                  builder, loc,
+                  DenseElementsAttr::get(tensorType({experts}, indexType),
+                                         ArrayRef<int64_t>(*order))),
+              0);
+  auto localExpertsOf = [&](Value weight) -> Value {
     if (!weight || contiguous)
       return slice(weight, 0);
     auto type = cast<RankedTensorType>(weight.getType());
@@ -252,25 +309,48 @@ LogicalResult LayerPartitioner::run() {
                             tensorType(shape, type.getElementType()), weight,
                             ownedExperts, builder.getI64IntegerAttr(0));
   };
+  // gate / up [E, H, I] and their biases [E, I] split their last dimension,
+  // down [E, I, H] its middle one; the down bias is shared out.
+  auto columns = [&](Value weight) {
+    if (!weight)
+      return weight;
+    int64_t rank = cast<RankedTensorType>(weight.getType()).getRank();
+    return slice(localExpertsOf(weight), rank - 1, /*tensorParallel=*/true);
+  };
   auto expertOut = ExpertFFNOp::create(
       builder, loc, grouped.getType(), grouped, localCounts,
-      localWeight(layer.getGateWeight()), localWeight(layer.getUpWeight()),
-      localWeight(layer.getDownWeight()), localWeight(layer.getGateBias()),
-      localWeight(layer.getUpBias()), localWeight(layer.getDownBias()),
+      columns(layer.getGateWeight()), columns(layer.getUpWeight()),
+      slice(localExpertsOf(layer.getDownWeight()), 1, /*tensorParallel=*/true),
+      columns(layer.getGateBias()), columns(layer.getUpBias()),
+      shareOverTensorParallel(localExpertsOf(layer.getDownBias())),
       layer.getActivationAttr(), expertCapacityAttr);
-  Value countsByExpert = TransposeOp::create(
-      builder, loc, tensorType({localExperts, ranks}, indexType), peerCounts,
-      builder.getDenseI64ArrayAttr({1, 0}));
-  Value returned = TransposeChunksOp::create(
-      builder, loc, expertOut.getType(), expertOut.getResult(), countsByExpert);
-  Value back = allToAll(returned, receivedCounts, dispatchRows);
+
+  Value back = expertOut.getResult();
+  if (ranks > 1) {
+    Value countsByExpert = TransposeOp::create(
+        builder, loc, tensorType({localExperts, ranks}, indexType), peerCounts,
+        builder.getDenseI64ArrayAttr({1, 0}));
+    Value returned = TransposeChunksOp::create(builder, loc, back.getType(),
+                                               back, countsByExpert);
+    back = allToAll(returned, receivedCounts, dispatchRows);
+  }
   auto localType = tensorType({localTokens, hidden}, floatType);
   Value routed = CombineOp::create(builder, loc, localType, back,
                                    dispatch.getSources(), router.getWeights());
-  Value localResult = addSharedExperts(builder, layer, localInput, routed);
-  Value result = shard::AllGatherOp::create(builder, loc, inputType, kGridName,
-                                            ArrayRef<int16_t>{0}, localResult,
-                                            APInt(64, 0));
+  SharedExpertWeights shared = sharedExpertWeights(layer);
+  shared.gate = slice(shared.gate, 1, /*tensorParallel=*/true);
+  shared.up = slice(shared.up, 1, /*tensorParallel=*/true);
+  shared.down = slice(shared.down, 0, /*tensorParallel=*/true);
+  Value result = addSharedExperts(builder, layer, localInput, routed, shared);
+  // Each tensor-parallel rank holds a partial sum over its columns.
+  if (mesh.tp > 1)
+    result = shard::AllReduceOp::create(builder, loc, result, mesh.grid(),
+                                        ArrayRef<int16_t>{1},
+                                        shard::ReductionKind::Sum);
+  if (ranks > 1)
+    result =
+        shard::AllGatherOp::create(builder, loc, inputType, mesh.grid(),
+                                   ArrayRef<int16_t>{0}, result, APInt(64, 0));
   layer.getResult().replaceAllUsesWith(result);
   layer.erase();
   return success();
@@ -304,37 +384,44 @@ struct PartitionPass : public moe::impl::PartitionPassBase<PartitionPass> {
       if (value && *value != allowed)
         unsupported.push_back(std::string(key) + "=" + std::to_string(*value));
     };
-    check("tp", parsed->tp, 1);
+    Mesh mesh;
+    mesh.ep = parsed->ep.value_or(1);
+    mesh.tp = parsed->tp.value_or(1);
     check("pp", parsed->pp, 1);
     check("dp", parsed->dp, 1);
-    check("etp", parsed->expertTp, 1);
+    check("etp", parsed->expertTp, mesh.tp);
     check("extra_slots", parsed->extraExpertSlots, 0);
     if (!unsupported.empty()) {
       module.emitError() << "plan \"" << text << "\" needs "
                          << llvm::join(unsupported, ", ")
                          << ", which the partitioner does not apply yet (it "
-                            "applies expert parallelism: ep=N with tp, pp, "
-                            "dp and etp 1 and no extra expert slots)";
+                            "applies expert and tensor parallelism inside "
+                            "MoE layers: ep and tp, with etp = tp, pp and dp "
+                            "1 and no extra expert slots)";
       return signalPassFailure();
     }
-    int64_t ranks = parsed->ep.value_or(1);
-    if (ranks == 1)
+    if (mesh.ep * mesh.tp == 1)
       return;
 
     SmallVector<LayerOp> layers;
     module.walk([&](LayerOp layer) { layers.push_back(layer); });
     if (layers.empty())
       return;
-    if (SymbolTable::lookupSymbolIn(module, kGridName)) {
-      module.emitError() << "already has a symbol @" << kGridName
-                         << "; the module was partitioned before";
+    if (Operation *clash = SymbolTable::lookupSymbolIn(module, mesh.grid())) {
+      if (isa<shard::GridOp>(clash))
+        clash->emitError() << "the module was partitioned before (it has a "
+                              "grid @"
+                           << mesh.grid() << ")";
+      else
+        clash->emitError() << "is named @" << mesh.grid()
+                           << ", the name of the partitioner's grid; rename "
+                              "it";
       return signalPassFailure();
     }
     OpBuilder builder = OpBuilder::atBlockBegin(module.getBody());
-    shard::GridOp::create(builder, module.getLoc(), kGridName,
-                          ArrayRef<int64_t>{ranks});
+    shard::GridOp::create(builder, module.getLoc(), mesh.grid(), mesh.shape());
     for (LayerOp layer : layers)
-      if (failed(LayerPartitioner(layer, ranks).run()))
+      if (failed(LayerPartitioner(layer, mesh).run()))
         return signalPassFailure();
   }
 };

@@ -34,13 +34,14 @@ def DecomposeLayersPass : Pass<"moe-decompose-layers"> {
 
 def PartitionPass : Pass<"moe-partition", "::mlir::ModuleOp"> {
   let summary = "Applies a parallel plan: splits every moe.layer over "
-                "expert-parallel ranks.";
+                "expert- and tensor-parallel ranks.";
   let description = [{
     Reads the plan from the `plan` option or, when it is empty, from the
     module's `moe.plan` attribute (which `moe-compile --machine` sets), in
     the plan-string form ("ep=4 tp=1 pp=1 dp=1 ..."). The module becomes one
-    SPMD program for a 1-D `shard.grid @ep` of `ep` ranks; each rank finds
-    its own position at run time.
+    SPMD program for a grid of `ep x tp` ranks, `shard.grid @ep(shape = ep)`
+    or, with tensor parallelism, `@ep_tp(shape = ep x tp)` (rank =
+    e * tp + t); each rank finds its own position at run time.
 
     Every `moe.layer` with `T` tokens and `E` experts becomes, on each rank:
 
@@ -59,11 +60,21 @@ def PartitionPass : Pass<"moe-partition", "::mlir::ModuleOp"> {
     ```
 
     Expert weights are `shard.all_slice`d along the expert dimension, so a
-    rank holds only its `E/ep` experts (rank `r` owns experts
-    `r*E/ep .. (r+1)*E/ep - 1`). Everything outside MoE layers is computed
-    on every rank. Received rows are held in buffers of the worst-case size
-    (every token of the group on one rank); only the received rows are
-    computed.
+    rank holds only its `E/ep` experts: rank `r` owns positions
+    `r*E/ep .. (r+1)*E/ep - 1` of the order the layer's `moe.expert_ranks`
+    attribute gives (the plan's placement; contiguous blocks without it).
+    A placement that is not contiguous renumbers the selected experts by
+    their position in that order (`moe.gather` of a constant table) and
+    records the order on the dispatch (`expert_order`). Everything outside
+    MoE layers is computed on every rank. Received rows are held in buffers
+    of the worst-case size (every token of the group on one rank); only the
+    received rows are computed.
+
+    With `tp > 1` (the plan's `etp` must equal `tp`), every expert's and
+    shared expert's intermediate columns are split over grid axis 1 as well
+    (gate and up by columns, down by rows, the down bias divided by `tp`),
+    and the layer's output is summed with `shard.all_reduce` over axis 1
+    before the gather.
 
     With a capacity factor the exchange is even and every shape is static:
     each rank dispatches its `T/ep` tokens into `E` blocks of
@@ -72,17 +83,19 @@ def PartitionPass : Pass<"moe-partition", "::mlir::ModuleOp"> {
     kept), sends `E/ep * C` rows to every peer and runs its experts on the
     `ep * C` rows of each, padding included.
 
-    Plans with tensor, pipeline or data parallelism, or with replicated
-    experts, are rejected: this pass applies expert parallelism only. So is
-    a layer whose token or expert count `ep` does not divide.
+    Plans with pipeline or data parallelism, or with replicated experts, are
+    rejected: this pass applies expert and tensor parallelism inside MoE
+    layers only. So is a layer whose token or expert count `ep` does not
+    divide, or whose intermediate sizes `tp` does not divide.
   }];
   let options = [
     Option<"plan", "plan", "std::string", /*default=*/"\"\"",
-           "Plan string (for example \"ep=4\"); default: the module's "
-           "moe.plan attribute">
+           "Plan string (for example \"ep=4\" or \"'ep=2 tp=2'\"); "
+           "default: the module's moe.plan attribute">
   ];
   let dependentDialects = ["::moe::MoEDialect",
-                           "::mlir::shard::ShardDialect"];
+                           "::mlir::shard::ShardDialect",
+                           "::mlir::arith::ArithDialect"];
 }
 
 def RaiseLayersPass : Pass<"moe-raise-layers"> {
