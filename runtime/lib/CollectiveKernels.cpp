@@ -14,6 +14,7 @@
 
 #include "moe/Runtime/Collectives.h"
 
+#include <algorithm>
 #include <cstring>
 #include <numeric>
 
@@ -308,9 +309,52 @@ Status transposeChunksKernel(const Attributes &attrs,
   return Status::success();
 }
 
+Status stageTransferKernel(const Attributes &attrs,
+                           const std::vector<const Tensor *> &inputs,
+                           const std::vector<Tensor *> &outputs,
+                           KernelContext &context) {
+  const char *op = "stage_transfer";
+  if (Status status = checkCall(op, inputs, {"input"}, outputs, 1); !status)
+    return status;
+  Communicator *stages;
+  if (Status status = findGroup(op, attrs, context, stages); !status)
+    return status;
+  // The input exists on the sending stage only; receivers fill the result
+  // with what the sender checked against it.
+  const Tensor &input = *inputs[0];
+  Tensor &result = *outputs[0];
+  int64_t from = attrs.getInt("from", -1);
+  const std::vector<int64_t> *to = attrs.getArray("to");
+  if (from < 0 || from >= stages->size() || !to)
+    return fail(op, "needs a sending stage in [0, ", stages->size(),
+                ") and receiving stages");
+  if (stages->rank() == from) {
+    if (Status status = expectShape(op, "result", result, input.shape());
+        !status)
+      return status;
+    if (Status status = expectDType(op, "result", result, input.dtype());
+        !status)
+      return status;
+    // In stage order; each receiver waits in its own program order.
+    for (int64_t stage : *to) {
+      if (stage < 0 || stage >= stages->size() || stage == from)
+        return fail(op, "cannot send from stage ", from, " to stage ", stage);
+      if (Status status = stages->send(input, static_cast<int>(stage)); !status)
+        return status;
+    }
+    if (result.data() != input.data())
+      std::memcpy(result.data(), input.data(), input.sizeInBytes());
+    return Status::success();
+  }
+  if (std::find(to->begin(), to->end(), stages->rank()) != to->end())
+    return stages->recv(result, static_cast<int>(from));
+  return Status::success();
+}
+
 } // namespace
 
 void detail::addCollectiveKernels(KernelTable &table) {
+  table["stage_transfer"] = stageTransferKernel;
   table["all_slice"] = allSliceKernel;
   table["all_gather"] = allGatherKernel;
   table["all_reduce"] = allReduceKernel;

@@ -6,6 +6,7 @@
 
 #include "moe/Runtime/Executor.h"
 
+#include <algorithm>
 #include <cblas.h>
 #include <chrono>
 #include <cstdint>
@@ -196,6 +197,70 @@ Status Executor::createGroups(Communicator *world) {
   return Status::success();
 }
 
+Status Executor::selectOperations(Communicator *world) {
+  const Program &p = program_;
+  runsHere_.assign(p.operations.size(), true);
+  if (!p.pipeline)
+    return Status::success();
+  const GridDecl *grid = nullptr;
+  for (const GridDecl &candidate : p.grids)
+    if (candidate.name == p.pipeline->grid)
+      grid = &candidate;
+  if (!grid || p.pipeline->axis >= static_cast<int64_t>(grid->shape.size()))
+    return Status::error("the pipeline names grid '" + p.pipeline->grid +
+                         "' axis " + std::to_string(p.pipeline->axis) +
+                         ", which the program does not declare");
+  // This rank's coordinate along the pipeline axis (row-major ranks).
+  int64_t rank = world ? world->rank() : 0;
+  int64_t stride = 1;
+  for (size_t axis = p.pipeline->axis + 1; axis < grid->shape.size(); ++axis)
+    stride *= grid->shape[axis];
+  int64_t stage = rank / stride % grid->shape[p.pipeline->axis];
+
+  // Backwards: an operation runs here when it belongs to this stage (a
+  // transfer: when this stage sends or receives it), has no stage, or is
+  // static and computes something that runs here needs.
+  std::vector<bool> needed(p.numValues, false);
+  for (const OutputDecl &output : p.outputs)
+    needed[output.id] = true;
+  for (size_t i = p.operations.size(); i-- > 0;) {
+    const Operation &op = p.operations[i];
+    bool runs;
+    if (isStatic_[op.results.front()]) {
+      runs = false;
+      for (int result : op.results)
+        runs = runs || needed[result];
+    } else if (op.op == "stage_transfer") {
+      const std::vector<int64_t> *to = op.attrs.getArray("to");
+      runs = op.attrs.getInt("from", -1) == stage ||
+             (to && std::find(to->begin(), to->end(), stage) != to->end());
+    } else {
+      runs =
+          !op.attrs.has("moe.stage") || op.attrs.getInt("moe.stage") == stage;
+    }
+    runsHere_[i] = runs;
+    if (!runs)
+      continue;
+    for (int operand : op.operands)
+      if (operand >= 0)
+        needed[operand] = true;
+  }
+  for (const OutputDecl &output : p.outputs) {
+    bool computed = false;
+    for (size_t i = 0; i < p.operations.size(); ++i)
+      for (int result : p.operations[i].results)
+        computed = computed || (result == output.id && runsHere_[i]);
+    bool isInput = false;
+    for (const InputDecl &input : p.inputs)
+      isInput = isInput || input.id == output.id;
+    if (!computed && !isInput && !isStatic_[output.id])
+      return Status::error(
+          "output '" + output.name + "' is not computed on pipeline stage " +
+          std::to_string(stage) + "; the program must hand it to every stage");
+  }
+  return Status::success();
+}
+
 Status Executor::create(Program program, const std::string &programDirectory,
                         int threads, std::unique_ptr<Executor> &executor,
                         Communicator *world) {
@@ -256,12 +321,17 @@ Status Executor::create(Program program, const std::string &programDirectory,
     for (int result : op.results)
       self.isStatic_[result] = isStatic;
   }
+  if (Status status = self.selectOperations(world); !status)
+    return status;
   // A static value is kept when runs read it; otherwise it is released right
   // after its last static use, so the copies made while changing layouts
   // (and the mapped pages they were read from) never pile up.
   std::vector<bool> needed(p.numValues, false);
   std::vector<int> staticUses(p.numValues, 0);
-  for (const Operation &op : p.operations) {
+  for (size_t i = 0; i < p.operations.size(); ++i) {
+    const Operation &op = p.operations[i];
+    if (!self.runsHere_[i])
+      continue;
     bool isStatic = self.isStatic_[op.results.front()];
     for (int operand : op.operands) {
       if (operand < 0)
@@ -293,6 +363,9 @@ Status Executor::create(Program program, const std::string &programDirectory,
   };
   for (size_t i = 0; i < p.operations.size(); ++i) {
     const Operation &op = p.operations[i];
+    // Another stage's operations need no buffers here.
+    if (!self.runsHere_[i])
+      continue;
     for (size_t r = 0; r < op.results.size(); ++r)
       if (Status status = allocate(op.results[r], op.resultTypes[r]); !status)
         return status;
@@ -414,7 +487,7 @@ Status Executor::run(const std::vector<Tensor> &inputs,
   }
   double start = timings ? now() : 0.0;
   for (size_t i = 0; i < p.operations.size(); ++i) {
-    if (isStatic_[p.operations[i].results.front()])
+    if (isStatic_[p.operations[i].results.front()] || !runsHere_[i])
       continue;
     double opStart = timings ? now() : 0.0;
     Status status = runOperation(i);

@@ -207,6 +207,16 @@ private:
       program.grids.push_back(std::move(grid));
       return Status::success();
     }
+    if (kind == "pipeline") {
+      PipelineDecl pipeline;
+      if (w.size() != 3 || !decodeName(w[1], pipeline.grid) ||
+          !parseInt(w[2], pipeline.axis) || pipeline.axis < 0)
+        return error("expected 'pipeline <grid> <axis>'");
+      if (program.pipeline)
+        return error("the pipeline is declared twice");
+      program.pipeline = pipeline;
+      return Status::success();
+    }
     if (kind == "input") {
       InputDecl input;
       if (w.size() != 5 || !decodeName(w[2], input.name))
@@ -466,6 +476,9 @@ std::string moe::rt::printProgram(const Program &program) {
   for (const GridDecl &grid : program.grids)
     os << "grid " << encodeName(grid.name) << " " << formatShape(grid.shape)
        << "\n";
+  if (program.pipeline)
+    os << "pipeline " << encodeName(program.pipeline->grid) << " "
+       << program.pipeline->axis << "\n";
   for (const InputDecl &input : program.inputs)
     os << "input " << input.id << " " << encodeName(input.name) << " "
        << typeText(input.type) << "\n";

@@ -143,7 +143,8 @@ TEST(KernelRegistryTest, EveryComputeOpHasAKernel) {
       "gather gather_elements scatter_elements scatter_nd "
       "reshape transpose expand slice concat split trilu "
       "layer router dispatch expert_ffn combine ffn dequantize "
-      "ragged_all_to_all transpose_chunks all_slice all_gather all_reduce");
+      "ragged_all_to_all transpose_chunks stage_transfer all_slice all_gather "
+      "all_reduce");
   std::vector<std::string> expected{std::istream_iterator<std::string>(names),
                                     {}};
   std::sort(expected.begin(), expected.end());

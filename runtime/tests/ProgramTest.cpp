@@ -19,6 +19,8 @@ namespace {
 constexpr const char *kProgram = R"(moe-program 1
 # A router and a weight slice.
 weights-dir ../models
+grid pp_ep_tp 2x1x2
+pipeline pp_ep_tp 0
 input 0 x f32 4x8
 weight 1 router.w f32 8x3 model.onnx 120 96
 weight 2 experts%20up f32 4x8x16 model.onnx.data 0 2048 slice 2x0x0 2x8x16
@@ -36,6 +38,12 @@ TEST(ProgramTest, ParsesEveryRecord) {
   Status status = parseProgram(kProgram, "test.moe", program);
   ASSERT_TRUE(status) << status.message;
   EXPECT_EQ(program.weightsDir, "../models");
+  ASSERT_EQ(program.grids.size(), 1u);
+  EXPECT_EQ(program.grids[0].name, "pp_ep_tp");
+  EXPECT_EQ(program.grids[0].shape, (Shape{2, 1, 2}));
+  ASSERT_TRUE(program.pipeline.has_value());
+  EXPECT_EQ(program.pipeline->grid, "pp_ep_tp");
+  EXPECT_EQ(program.pipeline->axis, 0);
   ASSERT_EQ(program.inputs.size(), 1u);
   EXPECT_EQ(program.inputs[0].type.shape, (Shape{4, 8}));
   ASSERT_EQ(program.weights.size(), 2u);
@@ -104,6 +112,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadProgram{"moe-program 1\ninput 0 x f32 4\nop relu 1:f32:4 = 0 "
                    "axis=z:3\noutput 1 y\n",
                    "bad attribute type"},
+        BadProgram{"moe-program 1\ngrid g 2x0\n",
+                   "grid 'g' has a bad size in '2x0'"},
+        BadProgram{"moe-program 1\ngrid g 2\ngrid g 4\n",
+                   "bad.moe:3: grid 'g' is declared twice"},
+        BadProgram{"moe-program 1\npipeline g\n",
+                   "expected 'pipeline <grid> <axis>'"},
         BadProgram{"moe-program 1\ninput 0 x f32 4\n", "has no outputs"}));
 
 TEST(NameEncodingTest, RoundTripsAnyBytes) {

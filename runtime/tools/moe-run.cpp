@@ -299,8 +299,8 @@ bool isCommunication(const std::string &op) {
   return op.find("all_to_all") != std::string::npos ||
          op.find("all_reduce") != std::string::npos ||
          op.find("all_gather") != std::string::npos ||
-         op.find("reduce_scatter") != std::string::npos || op == "send" ||
-         op == "recv";
+         op.find("reduce_scatter") != std::string::npos ||
+         op == "stage_transfer";
 }
 
 /// The trace events of one rank: process and track names, then one

@@ -135,13 +135,13 @@ LogicalResult planModule(ModuleOp module) {
     // model keeps etp = tp); a choice pinned by hand stays, and the
     // partitioner names what it cannot apply.
     moe::plan::PlanConstraints &pinned = options.pinned;
-    pinned.pp = pinned.pp.value_or(1);
     pinned.dp = pinned.dp.value_or(1);
     pinned.extraExpertSlots = pinned.extraExpertSlots.value_or(0);
     pinned.microbatches = pinned.microbatches.value_or(1);
     llvm::errs() << "moe-compile: searching the plans the CPU partitioner "
-                    "applies: ep x tp inside the MoE layers (pp, dp, "
-                    "micro-batches 1 and no extra slots unless pinned)\n";
+                    "applies: pipeline stages x ep x tp inside the MoE "
+                    "layers (dp and micro-batches 1, no extra slots unless "
+                    "pinned)\n";
   }
   moe::plan::CostModelOptions costOptions;
   if (partitionsForMachine())
@@ -160,8 +160,14 @@ LogicalResult planModule(ModuleOp module) {
   else
     llvm::errs() << "; the program is not partitioned: the CPU target "
                     "partitions plans for cpu:N machines only\n";
-  module->setAttr("moe.plan", StringAttr::get(module.getContext(),
-                                              plan->best.config.str()));
+  // The plan string, with the stage split when there are stages.
+  std::string planText = plan->best.config.str();
+  if (plan->best.config.pp > 1) {
+    planText += " stages=";
+    for (auto [index, stage] : llvm::enumerate(plan->best.stages))
+      planText += (index ? "," : "") + std::to_string(stage.numLayers);
+  }
+  module->setAttr("moe.plan", StringAttr::get(module.getContext(), planText));
   if (partitionsForMachine()) {
     // The placement the cost model priced is the one the partitioner
     // applies: each layer learns the rank of each expert. Layers appear in

@@ -276,6 +276,16 @@ bool isRuntimeShardOp(Operation *op) {
 
 LogicalResult Exporter::run() {
   Block &entry = function.getBody().front();
+  if (auto grid =
+          function->getAttrOfType<FlatSymbolRefAttr>("moe.pipeline_grid")) {
+    auto axis = function->getAttrOfType<IntegerAttr>("moe.pipeline_axis");
+    if (!axis)
+      return function.emitOpError()
+             << "has moe.pipeline_grid but no moe.pipeline_axis";
+    if (failed(exportGrid(function, grid)))
+      return failure();
+    program.pipeline = rt::PipelineDecl{grid.getValue().str(), axis.getInt()};
+  }
   for (BlockArgument argument : entry.getArguments()) {
     FailureOr<rt::ValueType> type = convertType(function, argument);
     if (failed(type))

@@ -696,3 +696,66 @@ func.func @f(%x: tensor<8x4xf32>, %c: tensor<2x2xi64>) {
   %0 = moe.transpose_chunks %x, %c : (tensor<8x4xf32>, tensor<2x2xi64>) -> tensor<6x4xf32>
   return
 }
+
+// -----
+
+shard.grid @pp(shape = 2x2)
+func.func @f(%x: tensor<8xf32>) {
+// expected-error @+1 {{result type 'tensor<8xf16>' differs from the input type 'tensor<8xf32>'}}
+  %0 = moe.stage_transfer %x on @pp grid_axes = [0] from = 0 to = [1] : tensor<8xf32> -> tensor<8xf16>
+  return
+}
+
+// -----
+
+shard.grid @pp(shape = 2x2)
+func.func @f(%x: tensor<8xf32>) {
+// expected-error @+1 {{needs exactly one grid axis (the stages), got 2}}
+  %0 = moe.stage_transfer %x on @pp grid_axes = [0, 1] from = 0 to = [1] : tensor<8xf32> -> tensor<8xf32>
+  return
+}
+
+// -----
+
+shard.grid @pp(shape = 2x2)
+func.func @f(%x: tensor<8xf32>) {
+// expected-error @+1 {{sends to no stage}}
+  %0 = moe.stage_transfer %x on @pp grid_axes = [0] from = 0 to = [] : tensor<8xf32> -> tensor<8xf32>
+  return
+}
+
+// -----
+
+shard.grid @pp(shape = 2x2)
+func.func @f(%x: tensor<8xf32>) {
+// expected-error @+1 {{sends from stage 1 to stage 1; every receiver is another stage}}
+  %0 = moe.stage_transfer %x on @pp grid_axes = [0] from = 1 to = [1] : tensor<8xf32> -> tensor<8xf32>
+  return
+}
+
+// -----
+
+shard.grid @pp(shape = 2x2)
+func.func @f(%x: tensor<8xf32>) {
+// expected-error @+1 {{'nowhere' does not name a shard.grid}}
+  %0 = moe.stage_transfer %x on @nowhere grid_axes = [0] from = 0 to = [1] : tensor<8xf32> -> tensor<8xf32>
+  return
+}
+
+// -----
+
+shard.grid @pp(shape = 2x2)
+func.func @f(%x: tensor<8xf32>) {
+// expected-error @+1 {{grid axis 2 is out of range for @pp of rank 2}}
+  %0 = moe.stage_transfer %x on @pp grid_axes = [2] from = 0 to = [1] : tensor<8xf32> -> tensor<8xf32>
+  return
+}
+
+// -----
+
+shard.grid @pp(shape = 2x2)
+func.func @f(%x: tensor<8xf32>) {
+// expected-error @+1 {{sends to stage 2 but @pp has 2 along axis 0}}
+  %0 = moe.stage_transfer %x on @pp grid_axes = [0] from = 0 to = [2] : tensor<8xf32> -> tensor<8xf32>
+  return
+}

@@ -284,6 +284,14 @@ func.func @collectives(%rows: tensor<?x64xf32>, %counts: tensor<4xi64>,
   return
 }
 
+// CHECK-LABEL: func.func @stage_transfer
+func.func @stage_transfer(%h: tensor<16x64xf32>) -> tensor<16x64xf32> {
+  // CHECK: moe.stage_transfer %{{.*}} on @ep grid_axes = [0] from = 0 to = [1] : tensor<16x64xf32> -> tensor<16x64xf32>
+  %0 = moe.stage_transfer %h on @ep grid_axes = [0] from = 0 to = [1]
+      : tensor<16x64xf32> -> tensor<16x64xf32>
+  return %0 : tensor<16x64xf32>
+}
+
 // CHECK-LABEL: func.func @transpose_chunks
 func.func @transpose_chunks(%rows: tensor<64x32xf32>, %counts: tensor<2x4xi64>)
     -> tensor<64x32xf32> {

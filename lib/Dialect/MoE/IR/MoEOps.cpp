@@ -1227,5 +1227,40 @@ RaggedAllToAllOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   return success();
 }
 
+LogicalResult StageTransferOp::verify() {
+  if (getInput().getType() != getResult().getType())
+    return emitOpError() << "result type " << getResult().getType()
+                         << " differs from the input type "
+                         << getInput().getType();
+  if (getGridAxes().size() != 1)
+    return emitOpError() << "needs exactly one grid axis (the stages), got "
+                         << getGridAxes().size();
+  if (getTo().empty())
+    return emitOpError() << "sends to no stage";
+  for (int64_t stage : getTo())
+    if (stage == getFrom() || stage < 0)
+      return emitOpError() << "sends from stage " << getFrom() << " to stage "
+                           << stage << "; every receiver is another stage";
+  return success();
+}
+
+LogicalResult
+StageTransferOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  shard::GridOp grid = shard::getGridOrNull(*this, getGridAttr(), symbolTable);
+  if (!grid)
+    return emitOpError() << "'" << getGrid() << "' does not name a shard.grid";
+  int16_t axis = getGridAxes().front();
+  if (axis < 0 || axis >= grid.getRank())
+    return emitOpError() << "grid axis " << axis << " is out of range for @"
+                         << getGrid() << " of rank " << grid.getRank();
+  int64_t stages = grid.getShape()[axis];
+  for (int64_t stage : getTo())
+    if (!ShapedType::isDynamic(stages) && stage >= stages)
+      return emitOpError() << "sends to stage " << stage << " but @"
+                           << getGrid() << " has " << stages << " along axis "
+                           << axis;
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "moe/Dialect/MoE/IR/MoEOps.cpp.inc"

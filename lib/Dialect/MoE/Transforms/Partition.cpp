@@ -14,10 +14,13 @@
 #include "LayerParts.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/SymbolTable.h"
+
+#include <set>
 
 namespace moe {
 #define GEN_PASS_DEF_PARTITIONPASS
@@ -36,16 +39,25 @@ constexpr StringLiteral kExpertRanksAttr = "moe.expert_ranks";
 /// expert).
 constexpr StringLiteral kExpertOrderAttr = "expert_order";
 
-/// The grid the layers are partitioned on: `ep` expert-parallel rows of `tp`
-/// tensor-parallel ranks, rank = e * tp + t. A 1-D grid @ep without tensor
-/// parallelism, a 2-D grid @ep_tp with it.
+/// The grid the module is partitioned on: `pp` pipeline stages of `ep`
+/// expert-parallel rows of `tp` tensor-parallel ranks, rank =
+/// (s * ep + e) * tp + t. Only the axes in use appear: @ep, @ep_tp
+/// (ep x tp) or @pp_ep_tp (pp x ep x tp).
 struct Mesh {
+  int64_t pp = 1;
   int64_t ep = 1;
   int64_t tp = 1;
-  StringRef grid() const { return tp > 1 ? "ep_tp" : "ep"; }
+  StringRef grid() const {
+    return pp > 1 ? "pp_ep_tp" : tp > 1 ? "ep_tp" : "ep";
+  }
   SmallVector<int64_t> shape() const {
+    if (pp > 1)
+      return {pp, ep, tp};
     return tp > 1 ? SmallVector<int64_t>{ep, tp} : SmallVector<int64_t>{ep};
   }
+  int16_t ppAxis() const { return 0; }
+  int16_t epAxis() const { return pp > 1 ? 1 : 0; }
+  int16_t tpAxis() const { return pp > 1 ? 2 : 1; }
 };
 
 /// Builds the partitioned form of one layer.
@@ -54,7 +66,8 @@ public:
   LayerPartitioner(LayerOp layer, Mesh mesh)
       : layer(layer), mesh(mesh), builder(layer), loc(layer.getLoc()) {}
 
-  LogicalResult run();
+  /// Replaces the layer; returns the value that replaced its result.
+  FailureOr<Value> run();
 
 private:
   RankedTensorType tensorType(ArrayRef<int64_t> shape, Type element) {
@@ -93,8 +106,8 @@ Value LayerPartitioner::slice(Value value, int64_t axis, bool tensorParallel) {
   shape[axis] /= parts;
   return shard::AllSliceOp::create(
       builder, loc, tensorType(shape, type.getElementType()), value,
-      mesh.grid(), ArrayRef<int16_t>{tensorParallel ? int16_t(1) : int16_t(0)},
-      axis);
+      mesh.grid(),
+      ArrayRef<int16_t>{tensorParallel ? mesh.tpAxis() : mesh.epAxis()}, axis);
 }
 
 Value LayerPartitioner::allToAll(Value rows, Value sendCounts,
@@ -105,7 +118,7 @@ Value LayerPartitioner::allToAll(Value rows, Value sendCounts,
   auto exchange = RaggedAllToAllOp::create(
       builder, loc, tensorType(shape, type.getElementType()),
       sendCounts.getType(), rows, sendCounts, mesh.grid(),
-      builder.getDenseI16ArrayAttr({0}));
+      builder.getDenseI16ArrayAttr({mesh.epAxis()}));
   if (recvCounts)
     *recvCounts = exchange.getRecvCounts();
   return exchange.getResult();
@@ -168,7 +181,7 @@ FailureOr<SmallVector<int64_t>> LayerPartitioner::expertOrder(int64_t experts) {
   return order;
 }
 
-LogicalResult LayerPartitioner::run() {
+FailureOr<Value> LayerPartitioner::run() {
   Value input = layer.getInput();
   auto inputType = cast<RankedTensorType>(input.getType());
   int64_t tokens = inputType.getDimSize(0);
@@ -345,14 +358,106 @@ LogicalResult LayerPartitioner::run() {
   // Each tensor-parallel rank holds a partial sum over its columns.
   if (mesh.tp > 1)
     result = shard::AllReduceOp::create(builder, loc, result, mesh.grid(),
-                                        ArrayRef<int16_t>{1},
+                                        ArrayRef<int16_t>{mesh.tpAxis()},
                                         shard::ReductionKind::Sum);
   if (ranks > 1)
-    result =
-        shard::AllGatherOp::create(builder, loc, inputType, mesh.grid(),
-                                   ArrayRef<int16_t>{0}, result, APInt(64, 0));
+    result = shard::AllGatherOp::create(builder, loc, inputType, mesh.grid(),
+                                        ArrayRef<int16_t>{mesh.epAxis()},
+                                        result, APInt(64, 0));
   layer.getResult().replaceAllUsesWith(result);
   layer.erase();
+  return result;
+}
+
+/// Pipeline stages: every operation that depends on the inputs runs on one
+/// stage, and each value a later stage uses travels there with a
+/// moe.stage_transfer. Operations on weights and constants alone run
+/// wherever they are needed (the runtime evaluates them once, at load).
+///
+/// Walking the function in order, an operation belongs to the stage of the
+/// first layer whose last operation is not yet behind it: a layer's
+/// attention goes with its MoE block, the residual add after a stage's last
+/// layer opens the next stage, and everything after the last layer (final
+/// norm, LM head) is on the last stage, as the cost model assumes.
+LogicalResult assignStages(ModuleOp module, const Mesh &mesh,
+                           ArrayRef<Operation *> layerEnds,
+                           ArrayRef<int64_t> stageOfLayer) {
+  auto functions = llvm::to_vector(module.getOps<func::FuncOp>());
+  if (functions.size() != 1)
+    return module.emitError() << "pipeline stages need exactly one function, "
+                                 "found "
+                              << functions.size();
+  func::FuncOp function = functions.front();
+  Block &body = function.getBody().front();
+  MLIRContext *context = module.getContext();
+
+  // Values computed from weights and constants alone.
+  DenseSet<Value> isStatic;
+  auto staticOp = [&](Operation &op) {
+    if (isa<WeightRefOp, arith::ConstantOp>(op))
+      return true;
+    return op.getNumOperands() > 0 &&
+           llvm::all_of(op.getOperands(),
+                        [&](Value operand) { return isStatic.count(operand); });
+  };
+  DenseMap<Operation *, int64_t> stageOf;
+  size_t nextLayer = 0;
+  for (Operation &op : body.without_terminator()) {
+    if (staticOp(op)) {
+      for (Value result : op.getResults())
+        isStatic.insert(result);
+      continue;
+    }
+    stageOf[&op] =
+        nextLayer < layerEnds.size() ? stageOfLayer[nextLayer] : mesh.pp - 1;
+    if (nextLayer < layerEnds.size() && &op == layerEnds[nextLayer])
+      ++nextLayer;
+  }
+
+  // Each value a later (or, for the outputs, any other) stage uses travels
+  // there right after it is computed; in program order, so every stage meets
+  // the transfers in the same order and none waits on a later one.
+  Operation *terminator = body.getTerminator();
+  SmallVector<Operation *> computed;
+  for (auto &[op, stage] : stageOf)
+    computed.push_back(op);
+  llvm::sort(computed,
+             [](Operation *a, Operation *b) { return a->isBeforeInBlock(b); });
+  OpBuilder builder(context);
+  // The runtime finds each rank's stage from its coordinate on this axis.
+  function->setAttr("moe.pipeline_grid",
+                    FlatSymbolRefAttr::get(context, mesh.grid()));
+  function->setAttr("moe.pipeline_axis",
+                    builder.getI64IntegerAttr(mesh.ppAxis()));
+  for (Operation *op : computed) {
+    int64_t stage = stageOf[op];
+    op->setAttr("moe.stage", builder.getI64IntegerAttr(stage));
+    for (Value result : op->getResults()) {
+      std::set<int64_t> receivers;
+      for (OpOperand &use : result.getUses()) {
+        Operation *user = use.getOwner();
+        if (user == terminator) {
+          for (int64_t other = 0; other < mesh.pp; ++other)
+            if (other != stage)
+              receivers.insert(other);
+        } else if (stageOf.lookup(user) != stage) {
+          receivers.insert(stageOf.lookup(user));
+        }
+      }
+      if (receivers.empty())
+        continue;
+      builder.setInsertionPointAfter(op);
+      auto transfer = StageTransferOp::create(
+          builder, op->getLoc(), result.getType(), result, mesh.grid(),
+          builder.getDenseI16ArrayAttr({mesh.ppAxis()}), stage,
+          SmallVector<int64_t>(receivers.begin(), receivers.end()));
+      result.replaceUsesWithIf(transfer.getResult(), [&](OpOperand &use) {
+        Operation *user = use.getOwner();
+        return user != transfer &&
+               (user == terminator || stageOf.lookup(user) != stage);
+      });
+    }
+  }
   return success();
 }
 
@@ -385,22 +490,24 @@ struct PartitionPass : public moe::impl::PartitionPassBase<PartitionPass> {
         unsupported.push_back(std::string(key) + "=" + std::to_string(*value));
     };
     Mesh mesh;
+    mesh.pp = parsed->pp.value_or(1);
     mesh.ep = parsed->ep.value_or(1);
     mesh.tp = parsed->tp.value_or(1);
-    check("pp", parsed->pp, 1);
     check("dp", parsed->dp, 1);
+    check("microbatches", parsed->microbatches, 1);
     check("etp", parsed->expertTp, mesh.tp);
     check("extra_slots", parsed->extraExpertSlots, 0);
     if (!unsupported.empty()) {
       module.emitError() << "plan \"" << text << "\" needs "
                          << llvm::join(unsupported, ", ")
                          << ", which the partitioner does not apply yet (it "
-                            "applies expert and tensor parallelism inside "
-                            "MoE layers: ep and tp, with etp = tp, pp and dp "
-                            "1 and no extra expert slots)";
+                            "applies pipeline stages and expert and tensor "
+                            "parallelism inside MoE layers: pp, ep and tp "
+                            "with etp = tp, dp and micro-batches 1, no extra "
+                            "expert slots)";
       return signalPassFailure();
     }
-    if (mesh.ep * mesh.tp == 1)
+    if (mesh.pp * mesh.ep * mesh.tp == 1)
       return;
 
     SmallVector<LayerOp> layers;
@@ -418,11 +525,44 @@ struct PartitionPass : public moe::impl::PartitionPassBase<PartitionPass> {
                               "it";
       return signalPassFailure();
     }
+    // Layers per stage: the plan's, or as even as the count allows.
+    int64_t numLayers = static_cast<int64_t>(layers.size());
+    if (mesh.pp > numLayers) {
+      module.emitError() << "plan \"" << text << "\" has " << mesh.pp
+                         << " pipeline stages but the module has " << numLayers
+                         << " MoE layers; every stage needs one";
+      return signalPassFailure();
+    }
+    SmallVector<int64_t> stageOfLayer;
+    if (!parsed->stageLayers.empty()) {
+      for (auto [stage, count] : llvm::enumerate(parsed->stageLayers))
+        stageOfLayer.append(count, stage);
+    } else {
+      for (int64_t stage = 0; stage < mesh.pp; ++stage) {
+        int64_t count = numLayers / mesh.pp + (stage < numLayers % mesh.pp);
+        stageOfLayer.append(count, stage);
+      }
+    }
+    if (stageOfLayer.size() != layers.size() ||
+        (mesh.pp > 1 && stageOfLayer.back() != mesh.pp - 1)) {
+      module.emitError() << "plan \"" << text << "\" puts "
+                         << stageOfLayer.size() << " MoE layers in " << mesh.pp
+                         << " stages, but the module has " << layers.size()
+                         << " MoE layers";
+      return signalPassFailure();
+    }
     OpBuilder builder = OpBuilder::atBlockBegin(module.getBody());
     shard::GridOp::create(builder, module.getLoc(), mesh.grid(), mesh.shape());
-    for (LayerOp layer : layers)
-      if (failed(LayerPartitioner(layer, mesh).run()))
+    SmallVector<Operation *> layerEnds;
+    for (LayerOp layer : layers) {
+      FailureOr<Value> result = LayerPartitioner(layer, mesh).run();
+      if (failed(result))
         return signalPassFailure();
+      layerEnds.push_back(result->getDefiningOp());
+    }
+    if (mesh.pp > 1 &&
+        failed(assignStages(module, mesh, layerEnds, stageOfLayer)))
+      return signalPassFailure();
   }
 };
 

@@ -73,6 +73,7 @@ private:
   Executor() = default;
   Status loadWeights(const std::string &programDirectory);
   Status createGroups(Communicator *world);
+  Status selectOperations(Communicator *world);
   Status runOperation(size_t index);
 
   Program program_;
@@ -82,6 +83,9 @@ private:
   std::vector<KernelFn> kernels_;
   /// The device groups of KernelContext::groups.
   std::vector<std::unique_ptr<Communicator>> groups_;
+  /// Per operation: whether this rank runs it (its pipeline stage's
+  /// operations and the static ones they need; all without a pipeline).
+  std::vector<bool> runsHere_;
   /// Weights that are views of mapped files: their bytes, by value.
   std::map<int, std::pair<const void *, size_t>> weightViews_;
   int64_t weightBytes_ = 0;

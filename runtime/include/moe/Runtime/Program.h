@@ -18,7 +18,11 @@
 //
 // A `grid NAME SHAPE` record declares a device grid (a shard.grid): the
 // program is SPMD over that many ranks, numbered row-major over the shape,
-// and collective operations name the grid and the axes of their group.
+// and collective operations name the grid and the axes of their group. A
+// `pipeline GRID AXIS` record makes the coordinates along that axis pipeline
+// stages: an operation with the integer attribute `moe.stage` runs only on
+// the ranks of that stage (moe.stage_transfer on its sender and receivers);
+// operations on weights and constants alone run wherever they are needed.
 //
 // Values are numbered; every value is defined once, before it is used. An
 // operation lists its results as `id:dtype:shape` and its operands in the
@@ -85,6 +89,11 @@ struct GridDecl {
   Shape shape;
 };
 
+struct PipelineDecl {
+  std::string grid;
+  int64_t axis = 0;
+};
+
 struct OutputDecl {
   int id;
   std::string name;
@@ -93,6 +102,7 @@ struct OutputDecl {
 struct Program {
   std::string weightsDir = ".";
   std::vector<GridDecl> grids;
+  std::optional<PipelineDecl> pipeline;
   std::vector<InputDecl> inputs;
   std::vector<WeightDecl> weights;
   std::vector<ConstDecl> constants;

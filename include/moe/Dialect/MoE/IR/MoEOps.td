@@ -1134,4 +1134,37 @@ def MoE_RaggedAllToAllOp : MoE_Op<"ragged_all_to_all", [
   let hasVerifier = 1;
 }
 
+def MoE_StageTransferOp : MoE_Op<"stage_transfer", [
+    Pure, DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "hands a value from one pipeline stage to later ones";
+  let description = [{
+    Pipeline parallelism: the devices of `grid` along `grid_axes` (one axis)
+    are the stages. The devices of stage `from` send `input` to the device
+    with the same other coordinates in each stage of `to`, whose `result` is
+    that value; the sender's result is `input` itself. On the other devices
+    the result is not used. The partitioner hands each value that a later
+    stage uses to that stage, and the outputs of the last stage to all the
+    others, so that every rank ends with the whole outputs.
+
+    ```mlir
+    shard.grid @pp_ep_tp(shape = 2x1x1)
+    %h1 = moe.stage_transfer %h on @pp_ep_tp grid_axes = [0] from = 0 to = [1]
+        : tensor<16x64xf32> -> tensor<16x64xf32>
+    ```
+  }];
+  let arguments = (ins
+    AnyRankedTensor:$input,
+    FlatSymbolRefAttr:$grid,
+    DefaultValuedAttr<Shard_GridAxesAttr, "{}">:$grid_axes,
+    I64Attr:$from,
+    DenseI64ArrayAttr:$to
+  );
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = [{
+    $input `on` $grid (`grid_axes` `=` $grid_axes^)? `from` `=` $from
+    `to` `=` $to attr-dict `:` type($input) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // MOE_DIALECT_MOE_IR_MOEOPS_TD

@@ -33,8 +33,8 @@ def DecomposeLayersPass : Pass<"moe-decompose-layers"> {
 }
 
 def PartitionPass : Pass<"moe-partition", "::mlir::ModuleOp"> {
-  let summary = "Applies a parallel plan: splits every moe.layer over "
-                "expert- and tensor-parallel ranks.";
+  let summary = "Applies a parallel plan: pipeline stages, and every "
+                "moe.layer split over expert- and tensor-parallel ranks.";
   let description = [{
     Reads the plan from the `plan` option or, when it is empty, from the
     module's `moe.plan` attribute (which `moe-compile --machine` sets), in
@@ -83,10 +83,23 @@ def PartitionPass : Pass<"moe-partition", "::mlir::ModuleOp"> {
     kept), sends `E/ep * C` rows to every peer and runs its experts on the
     `ep * C` rows of each, padding included.
 
-    Plans with pipeline or data parallelism, or with replicated experts, are
-    rejected: this pass applies expert and tensor parallelism inside MoE
-    layers only. So is a layer whose token or expert count `ep` does not
-    divide, or whose intermediate sizes `tp` does not divide.
+    With `pp > 1` the grid is `@pp_ep_tp(shape = pp x ep x tp)` and the MoE
+    layers are split into stages of consecutive layers (the plan's
+    `stages=` counts, else as even as possible). Walking the function in
+    order, an operation belongs to the stage of the first layer whose last
+    operation is not yet behind it (attention goes with its MoE block; the
+    operations after the last layer go to the last stage) and carries
+    `moe.stage`; operations on weights and constants alone carry none (every
+    rank evaluates what its stage needs at load). Each value a later stage
+    uses is handed there by a `moe.stage_transfer` right after it is
+    computed, and the function's results go from their stage to all others,
+    so every rank ends with the whole outputs. The function records the grid
+    and axis of the stages (`moe.pipeline_grid`, `moe.pipeline_axis`).
+
+    Plans with data parallelism, micro-batches or replicated experts are
+    rejected. So is a layer whose token or expert count `ep` does not
+    divide, or whose intermediate sizes `tp` does not divide, and a plan
+    with more stages than MoE layers.
   }];
   let options = [
     Option<"plan", "plan", "std::string", /*default=*/"\"\"",
