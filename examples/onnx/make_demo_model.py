@@ -3,11 +3,14 @@
 onnxruntime's tool chains write them.
 
     make_demo_model.py OUT.onnx [--layers 2] [--hidden 256] [--experts 8]
-                       [--inter 512] [--top-k 2]
+                       [--inter 512] [--top-k 2] [--router-skew S]
 
 Each block is RMSNorm (SimplifiedLayerNormalization) -> router MatMul ->
 com.microsoft.MoE (SwiGLU experts, interleaved fc1, renormalised top-k) ->
 residual Add. The input is x: [tokens, hidden] with a symbolic token count.
+With --router-skew S > 0 a bias of -S * log(e + 1) is added to expert e's
+router logit, so that the expert load is skewed roughly like Zipf(S) (the
+planner's load-aware placement has something to balance).
 Weights are random with a fixed seed, stored as external data next to the
 model (OUT.onnx.data).
 """
@@ -28,6 +31,7 @@ def main():
     parser.add_argument("--experts", type=int, default=8)
     parser.add_argument("--inter", type=int, default=512)
     parser.add_argument("--top-k", type=int, default=2)
+    parser.add_argument("--router-skew", type=float, default=0.0)
     args = parser.parse_args()
     h, e, i = args.hidden, args.experts, args.inter
     rng = np.random.default_rng(2026)
@@ -54,7 +58,18 @@ def main():
                              name=f"{p}/norm", axis=-1, epsilon=1e-6),
             helper.make_node("MatMul", [f"{p}.normed", f"{p}.router"],
                              [f"{p}.logits"], name=f"{p}/router"),
-            helper.make_node("MoE", [f"{p}.normed", f"{p}.logits",
+        ]
+        logits = f"{p}.logits"
+        if args.router_skew > 0:
+            initializers.append(numpy_helper.from_array(
+                (-args.router_skew * np.log(np.arange(e) + 1.0))
+                .astype(np.float32), f"{p}.router_skew"))
+            nodes.append(helper.make_node(
+                "Add", [logits, f"{p}.router_skew"], [f"{p}.skewed"],
+                name=f"{p}/router_skew"))
+            logits = f"{p}.skewed"
+        nodes += [
+            helper.make_node("MoE", [f"{p}.normed", logits,
                                      f"{p}.fc1", "", f"{p}.fc2"],
                              [f"{p}.moe"], name=f"{p}/moe",
                              domain="com.microsoft", k=args.top_k,

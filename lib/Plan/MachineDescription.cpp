@@ -152,6 +152,7 @@ Expected<MachineDescription> cpuPreset(StringRef name, StringRef count) {
   machine.peakFlopsPerSecond.fill(kCPUFlops);
   machine.intraNode = kCPUSharedMemory;
   machine.interNode = kCPUSharedMemory;
+  machine.cpuRanks = true;
   return machine;
 }
 

@@ -94,10 +94,10 @@ llvm::cl::opt<double> capacityFactor(
     llvm::cl::value_desc("F"), llvm::cl::init(0.0), llvm::cl::cat(category));
 
 /// Whether the program is partitioned by the plan: the CPU target runs
-/// partitioned programs on CPU ranks, so it applies plans made for them.
-bool partitionsForMachine() {
-  return llvm::StringRef(machine).starts_with("cpu:");
-}
+/// partitioned programs on CPU ranks, so it applies plans made for them
+/// (the cpu:N preset or a machine file based on it). Set by planModule.
+bool partitionByPlan = false;
+bool partitionsForMachine() { return partitionByPlan; }
 
 /// Chooses a plan for the raised layers of `module`, records it on the
 /// module (moe.plan) and writes the report. Planning reads shapes only.
@@ -117,6 +117,7 @@ LogicalResult planModule(ModuleOp module) {
       moe::plan::resolveMachine(machine);
   if (!machineDescription)
     return report(machineDescription.takeError());
+  partitionByPlan = machineDescription->cpuRanks;
   llvm::Expected<moe::plan::ExpertLoadModel> load =
       moe::plan::resolveExpertLoad(expertLoad);
   if (!load)
@@ -159,7 +160,8 @@ LogicalResult planModule(ModuleOp module) {
     llvm::errs() << "\n";
   else
     llvm::errs() << "; the program is not partitioned: the CPU target "
-                    "partitions plans for cpu:N machines only\n";
+                    "partitions plans for CPU ranks only (cpu:N, or a "
+                    "machine file based on it)\n";
   // The plan string, with the stage split when there are stages.
   std::string planText = plan->best.config.str();
   if (plan->best.config.pp > 1) {

@@ -67,6 +67,9 @@ struct MachineDescription {
   std::array<double, kNumDataTypes> peakFlopsPerSecond = {};
   LinkSpec intraNode;
   LinkSpec interNode;
+  /// CPU ranks of one machine (the cpu:N preset, or a file based on it):
+  /// what the CPU target partitions programs for.
+  bool cpuRanks = false;
 
   int64_t numDevices() const { return numNodes * devicesPerNode; }
   int64_t nodeOf(int64_t rank) const { return rank / devicesPerNode; }
