@@ -32,6 +32,7 @@ TEST(MachinePresetTest, H200NodeUsesSpecSheetFigures) {
   EXPECT_DOUBLE_EQ(machine->peakFlops(DataType::FP8), 1979e12);
   EXPECT_DOUBLE_EQ(machine->intraNode.bandwidthBytesPerSecond, 450e9);
   EXPECT_DOUBLE_EQ(machine->intraNode.latencySeconds, 3.4e-6);
+  EXPECT_FALSE(machine->cpuRanks);
 }
 
 TEST(MachinePresetTest, H100ClusterHasInfiniBandBetweenNodes) {
@@ -71,6 +72,7 @@ TEST(MachinePresetTest, CPURanksUseConservativeDefaults) {
   EXPECT_DOUBLE_EQ(machine->memoryBandwidthBytesPerSecond, 10e9);
   EXPECT_DOUBLE_EQ(machine->intraNode.bandwidthBytesPerSecond, 5e9);
   EXPECT_DOUBLE_EQ(machine->intraNode.latencySeconds, 2e-6);
+  EXPECT_TRUE(machine->cpuRanks) << "the CPU target partitions for it";
 }
 
 TEST(MachinePresetTest, UnknownPresetsNameThemselvesAndTheChoices) {
@@ -121,12 +123,14 @@ TEST(MachineJSONTest, OverridesAPresetBase) {
   EXPECT_DOUBLE_EQ(machine->peakFlops(DataType::BF16), 50e9);
   EXPECT_DOUBLE_EQ(machine->intraNode.bandwidthBytesPerSecond, 5e9);
   EXPECT_DOUBLE_EQ(machine->intraNode.latencySeconds, 1e-6);
+  EXPECT_TRUE(machine->cpuRanks) << "inherited from the cpu:4 base";
 
   Expected<MachineDescription> grown = parseMachineDescription(
       R"({"base": "8xH200", "nodes": 4})", "grown.json");
   ASSERT_TRUE(!!grown) << errorOf(std::move(grown));
   EXPECT_EQ(grown->numDevices(), 32);
   EXPECT_DOUBLE_EQ(grown->interNode.bandwidthBytesPerSecond, 50e9);
+  EXPECT_FALSE(grown->cpuRanks);
 }
 
 TEST(MachineJSONTest, ErrorsNameTheFileAndTheField) {
