@@ -14,8 +14,10 @@ is priced with.
 
 The machine: N CPU ranks on this machine, described to the planner as a
 file based on cpu:N whose per-rank peak FLOP/s and memory bandwidth are
-measured here (single-thread sgemm and copy through numpy), divided among
-the ranks when there are more ranks than cores (ranks share the cores).
+measured here (single-thread sgemm and copy through numpy), and whose
+"cores" is this machine's core count: with more ranks than cores, the cost
+model prices the time-sharing (a stage computes no faster than its ranks'
+total work over the cores).
 
 Each plan is compiled with moe-compile --machine=FILE --plan=PLAN (its
 predicted step time from the JSON report) and run with moe-run --ranks N
@@ -141,15 +143,13 @@ def main():
     results = []
     for plan in PLANS:
         ranks = ranks_of(plan)
-        share = min(1.0, cores / ranks)
         machine = os.path.join(args.work, f"cpu{ranks}.json")
         with open(machine, "w") as f:
             json.dump({"name": f"cpu:{ranks} on {cores} cores",
-                       "base": f"cpu:{ranks}",
-                       "peak_tflops": {t: flops * share / 1e12 for t in
+                       "base": f"cpu:{ranks}", "cores": cores,
+                       "peak_tflops": {t: flops / 1e12 for t in
                                        ("fp32", "bf16", "fp16", "fp8")},
-                       "memory_bandwidth_gb_per_s":
-                           bandwidth * share / 1e9}, f)
+                       "memory_bandwidth_gb_per_s": bandwidth / 1e9}, f)
         program = os.path.join(args.work, plan.replace(" ", "_") + ".moe")
         report = program + ".json"
         run([compiler, model, dims, f"--machine={machine}", f"--plan={plan}",

@@ -1030,6 +1030,21 @@ Evaluation CostModel::evaluate(const ParallelConfig &config,
       memory.activations = std::max(memory.activations, cost.activations);
       memory.temporaries = std::max(memory.temporaries, cost.temporaries);
     }
+    if (machine_.cores > 0) {
+      // CPU ranks time-sharing fewer cores: the ranks of a stage compute at
+      // once (and, with micro-batches, up to min(pp, m) stages), so their
+      // compute takes at least their total work over the cores. A rank's
+      // work is the stage's compute less the wait for the slowest expert
+      // rank.
+      double active = double(config.devicesPerStage()) *
+                      double(std::min(config.pp, config.microbatches));
+      double work = (time.compute - stagePlan.imbalancePerMicrobatch) * active /
+                    double(machine_.cores);
+      if (work > time.compute) {
+        time.compute = work;
+        stagePlan.imbalancePerMicrobatch = 0;
+      }
+    }
     first += counts[stage];
     plan.stages.push_back(stagePlan);
   }

@@ -332,7 +332,7 @@ moe::plan::parseMachineDescription(StringRef text, StringRef fileName) {
                                     {"name", "base", "nodes",
                                      "devices_per_node", "memory_per_device_gb",
                                      "memory_bandwidth_gb_per_s", "peak_tflops",
-                                     "intra_node", "inter_node"}))
+                                     "intra_node", "inter_node", "cores"}))
     return std::move(err);
 
   MachineDescription machine;
@@ -402,6 +402,9 @@ moe::plan::parseMachineDescription(StringRef text, StringRef fileName) {
               [](double flops) { return flops > 0; }))
     return reader.error("peak_tflops", "no data type has a positive peak");
 
+  if (Error err =
+          reader.readCount(*object, "cores", kMaxCPURanks, machine.cores))
+    return std::move(err);
   if (Error err = reader.readLink(*object, "intra_node", machine.intraNode))
     return std::move(err);
   if (!object->get("inter_node") && !baseHasInterNode) {
@@ -448,7 +451,7 @@ json::Value moe::plan::toJSON(const MachineDescription &machine) {
         {"bandwidth_gb_per_s", spec.bandwidthBytesPerSecond / kGB},
         {"latency_us", spec.latencySeconds / kMicrosecond}};
   };
-  return json::Object{
+  json::Object object{
       {"name", machine.name},
       {"nodes", machine.numNodes},
       {"devices_per_node", machine.devicesPerNode},
@@ -459,4 +462,7 @@ json::Value moe::plan::toJSON(const MachineDescription &machine) {
       {"intra_node", link(machine.intraNode)},
       {"inter_node", link(machine.interNode)},
   };
+  if (machine.cores > 0)
+    object["cores"] = machine.cores;
+  return object;
 }

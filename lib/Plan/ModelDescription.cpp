@@ -82,8 +82,9 @@ llvm::Error moe::plan::validateModel(const ModelDescription &model) {
           "kv_heads", layer.numKVHeads,
           formatv("must be positive and divide the {0} heads", layer.numHeads)
               .str());
-    if (layer.headDim <= 0)
-      return layerError("head_dim", layer.headDim, "must be positive");
+    if (layer.headDim < 0)
+      return layerError("head_dim", layer.headDim,
+                        "must not be negative (0: no attention)");
     if (layer.kvCacheElementsPerToken < 0)
       return layerError("kv_cache_elements_per_token",
                         layer.kvCacheElementsPerToken, "must not be negative");

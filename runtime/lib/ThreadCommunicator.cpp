@@ -32,11 +32,22 @@ using namespace moe::rt;
 namespace {
 
 /// Shared by all groups split from one createThreadGroup: the failure that
-/// stops the job, and the lock and condition that all its groups use, so
-/// that a failure wakes every waiting rank of every group.
+/// stops the job, the lock all its groups use, and one wake-up condition per
+/// world rank. A change wakes only the ranks it concerns (the members of a
+/// group, a receiver, a sender), so ranks waiting elsewhere (another
+/// pipeline stage) sleep on; a failure wakes every rank of every group.
 struct ThreadJob {
+  explicit ThreadJob(int worldSize) {
+    for (int rank = 0; rank < worldSize; ++rank)
+      wakeups.push_back(std::make_unique<std::condition_variable>());
+  }
+  void wakeAll() {
+    for (auto &wakeup : wakeups)
+      wakeup->notify_all();
+  }
+
   std::mutex mutex;
-  std::condition_variable changed;
+  std::vector<std::unique_ptr<std::condition_variable>> wakeups;
   std::string failure;
 };
 
@@ -196,6 +207,17 @@ private:
   void recordFailure(const std::string &failure);
   Status failHeld(const Step &step, const std::string &detail);
   std::string describeMember(int member) const;
+  /// This rank's wake-up condition, and waking other ranks (lock held).
+  std::condition_variable &wakeup() {
+    return *job().wakeups[group_->worldRanks[rank()]];
+  }
+  void wakeMember(int member) {
+    job().wakeups[group_->worldRanks[member]]->notify_all();
+  }
+  void wakeGroup() {
+    for (int member = 0; member < group_->size(); ++member)
+      wakeMember(member);
+  }
   Status receiveHeld(std::unique_lock<std::mutex> &lock, const Step &step,
                      void *data, size_t bytes, int source);
 
@@ -208,7 +230,7 @@ private:
 void ThreadCommunicator::recordFailure(const std::string &failure) {
   if (job().failure.empty())
     job().failure = failure;
-  job().changed.notify_all();
+  job().wakeAll();
 }
 
 Status ThreadCommunicator::failHeld(const Step &step,
@@ -244,10 +266,10 @@ Status ThreadCommunicator::rendezvous(const Step &step, Contribution mine,
   group.activity[rank()] = {step.op, step.number, true};
   if (++group.arrivedCount == group.size()) {
     group.allArrived = true;
-    shared.changed.notify_all();
+    wakeGroup();
   }
   uint64_t round = group.round;
-  shared.changed.wait_until(lock, step.deadline, [&] {
+  wakeup().wait_until(lock, step.deadline, [&] {
     return group.allArrived || !shared.failure.empty();
   });
   if (!group.allArrived) {
@@ -293,12 +315,12 @@ Status ThreadCommunicator::rendezvous(const Step &step, Contribution mine,
     group.allArrived = false;
     group.splitGroups.clear();
     ++group.round;
-    shared.changed.notify_all();
+    wakeGroup();
   } else {
     // Everyone has arrived, so the others finish copying without waiting for
     // anything: no deadline is needed, and leaving early on a failure would
     // let this rank's buffers change under a reader.
-    shared.changed.wait(lock, [&] { return group.round != round; });
+    wakeup().wait(lock, [&] { return group.round != round; });
   }
   group.activity[rank()].inside = false;
   if (!mismatch.empty())
@@ -413,7 +435,7 @@ Status ThreadCommunicator::receiveHeld(std::unique_lock<std::mutex> &lock,
                                        size_t bytes, int source) {
   ThreadJob &shared = job();
   std::deque<Message *> &inbox = group_->mailbox(source, rank());
-  shared.changed.wait_until(lock, step.deadline, [&] {
+  wakeup().wait_until(lock, step.deadline, [&] {
     return !inbox.empty() || !shared.failure.empty();
   });
   if (!shared.failure.empty())
@@ -438,7 +460,7 @@ Status ThreadCommunicator::receiveHeld(std::unique_lock<std::mutex> &lock,
     lock.lock();
   }
   incoming->delivered = true;
-  shared.changed.notify_all();
+  wakeMember(source);
   return status;
 }
 
@@ -455,14 +477,14 @@ Status ThreadCommunicator::doSendRecv(const Step &step, const void *sendData,
   Message outgoing{sendData, sendBytes};
   if (destination >= 0) {
     group.mailbox(rank(), destination).push_back(&outgoing);
-    shared.changed.notify_all();
+    wakeMember(destination);
   }
   Status status = Status::success();
   if (source >= 0)
     status = receiveHeld(lock, step, recvData, recvBytes, source);
   if (destination >= 0) {
     if (status)
-      shared.changed.wait_until(lock, step.deadline, [&] {
+      wakeup().wait_until(lock, step.deadline, [&] {
         return outgoing.delivered || !shared.failure.empty();
       });
     if (!outgoing.taken) {
@@ -478,7 +500,7 @@ Status ThreadCommunicator::doSendRecv(const Step &step, const void *sendData,
     } else {
       // The receiver is copying from this rank's buffer and finishes
       // without waiting for anyone.
-      shared.changed.wait(lock, [&] { return outgoing.delivered; });
+      wakeup().wait(lock, [&] { return outgoing.delivered; });
       if (status && outgoing.rejected)
         status = stopped(step, shared.failure);
     }
@@ -537,7 +559,7 @@ moe::rt::createThreadGroup(int size, const CommunicatorOptions &options,
   std::vector<int> worldRanks(size);
   for (int rank = 0; rank < size; ++rank)
     worldRanks[rank] = rank;
-  auto group = std::make_shared<ThreadGroup>(std::make_shared<ThreadJob>(),
+  auto group = std::make_shared<ThreadGroup>(std::make_shared<ThreadJob>(size),
                                              "world", worldRanks);
   for (int rank = 0; rank < size; ++rank)
     ranks.push_back(

@@ -213,4 +213,18 @@ TEST(MachineJSONTest, ToJSONParsesBackToTheSameMachine) {
   }
 }
 
+TEST(MachineJSONTest, CoresSharedByCPURanks) {
+  Expected<MachineDescription> machine = parseMachineDescription(
+      R"({"base": "cpu:8", "cores": 2})", "shared.json");
+  ASSERT_TRUE(!!machine) << errorOf(std::move(machine));
+  EXPECT_EQ(machine->cores, 2);
+  std::string text;
+  raw_string_ostream os(text);
+  os << toJSON(*machine);
+  EXPECT_NE(text.find("\"cores\":2"), std::string::npos) << text;
+  Expected<MachineDescription> bad =
+      parseMachineDescription(R"({"base": "cpu:8", "cores": 0})", "bad.json");
+  EXPECT_NE(errorOf(std::move(bad)).find("cores"), std::string::npos);
+}
+
 } // namespace

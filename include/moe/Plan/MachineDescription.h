@@ -18,8 +18,13 @@
 //     "memory_bandwidth_gb_per_s": 3350,
 //     "peak_tflops": {"bf16": 989, "fp16": 989, "fp8": 1979, "fp32": 67},
 //     "intra_node": {"bandwidth_gb_per_s": 450, "latency_us": 3.4},
-//     "inter_node": {"bandwidth_gb_per_s": 50, "latency_us": 14}
+//     "inter_node": {"bandwidth_gb_per_s": 50, "latency_us": 14},
+//     "cores": 0
 //   }
+//
+// "cores", for CPU ranks: the cores the devices of a node share (0, the
+// default: one core or more per device). More ranks than cores time-share
+// them, which the cost model prices (CostModel.cpp, stage compute).
 //
 // GB means 10^9 bytes. Link bandwidths are per device and per direction:
 // what one device can send while it receives as much (links are full duplex).
@@ -67,6 +72,8 @@ struct MachineDescription {
   std::array<double, kNumDataTypes> peakFlopsPerSecond = {};
   LinkSpec intraNode;
   LinkSpec interNode;
+  /// Cores the devices of a node share; 0: no sharing.
+  int64_t cores = 0;
   /// CPU ranks of one machine (the cpu:N preset, or a file based on it):
   /// what the CPU target partitions programs for.
   bool cpuRanks = false;

@@ -30,7 +30,8 @@ struct LayerDescription {
   int64_t hidden = 0;
 
   // Attention: query heads, key/value heads (grouped-query attention when
-  // fewer), and the width of one head.
+  // fewer), and the width of one head; a head width of 0 means the layer has
+  // no attention (its norms and residual adds are still priced).
   int64_t numHeads = 0;
   int64_t numKVHeads = 0;
   int64_t headDim = 0;

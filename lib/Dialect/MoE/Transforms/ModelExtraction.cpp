@@ -82,10 +82,10 @@ FailureOr<ExtractedModel> moe::extractModel(func::FuncOp function) {
       description.numKVHeads = attention->heads;
       description.headDim = attention->headDim;
     } else {
-      // No attention in the graph: price a negligible one that any tensor
-      // parallel degree dividing hidden can split.
+      // No attention in the graph: heads of width 0, which cost nothing
+      // (as many as any tensor-parallel degree dividing hidden can split).
       description.numHeads = description.numKVHeads = description.hidden;
-      description.headDim = 1;
+      description.headDim = 0;
     }
     if (model.layers.empty())
       model.sequence = input.getDimSize(0);
@@ -100,8 +100,7 @@ FailureOr<ExtractedModel> moe::extractModel(func::FuncOp function) {
               "Experts layers (see docs/user-guide.md for what is "
               "recognised)";
   if (!attention)
-    extracted.notes.push_back(
-        "no attention found in the graph: priced as negligible");
+    extracted.notes.push_back("no attention found in the graph: none priced");
   else
     extracted.notes.push_back("attention: " + std::to_string(attention->heads) +
                               " heads of width " +
