@@ -4,11 +4,14 @@ between the predicted and the measured step time of many plans of one model
 on the CPU ranks of this machine.
 
     bench/plan_ranking.py [--bin build/bin] [--work build/plan-ranking]
-        [--out bench/results/plan_ranking.json] [--repeats 3]
+        [--out bench/results/plan_ranking.json] [--repeats 5]
+        [--iterations 20]
 
-The model: the demo model (examples/onnx/make_demo_model.py) with 4 MoE
-layers, hidden 256, 8 experts of intermediate size 1024, top-2, a router
-skewed so that the expert load is roughly Zipf(1), on 256 tokens. Its
+The model: the demo model (examples/onnx/make_demo_model.py) with 4 blocks
+of self-attention (4 heads) and MoE (8 experts of intermediate size 1024,
+top-2, a router skewed so that the expert load is roughly Zipf(1)), hidden
+256, on 256 tokens. Attention is the work outside the experts: pipeline
+stages split it, while expert- and tensor-parallel ranks each compute it. Its
 measured expert load (moe-run --expert-load on one rank) is what every plan
 is priced with.
 
@@ -21,7 +24,7 @@ total work over the cores).
 
 Each plan is compiled with moe-compile --machine=FILE --plan=PLAN (its
 predicted step time from the JSON report) and run with moe-run --ranks N
-(median of --repeats runs of moe-run's p50 over 10 iterations). Prints one
+(median of --repeats runs of moe-run's p50 over --iterations runs). Prints one
 line per plan and Spearman's rho; writes the JSON.
 """
 
@@ -112,7 +115,8 @@ def main():
                                                        "plan-ranking"))
     parser.add_argument("--out", default=os.path.join(
         REPO, "bench", "results", "plan_ranking.json"))
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=20)
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     compiler = os.path.join(args.bin, "moe-compile")
@@ -122,7 +126,7 @@ def main():
     model = os.path.join(args.work, "model.onnx")
     run([python, os.path.join(REPO, "examples", "onnx", "make_demo_model.py"),
          model, "--layers", "4", "--hidden", "256", "--experts", "8",
-         "--inter", "1024", "--router-skew", "1.0"])
+         "--inter", "1024", "--heads", "4", "--router-skew", "1.0"])
     dims = f"--dim-params=tokens={TOKENS}"
     inputs = os.path.join(args.work, "x.npy")
     np.save(inputs, np.random.default_rng(7).standard_normal(
@@ -159,7 +163,8 @@ def main():
         latencies = []
         for _ in range(args.repeats):
             output = run([runner, program, "--inputs", inputs, "--ranks",
-                          str(ranks), "--warmup", "2", "--iterations", "10"])
+                          str(ranks), "--warmup", "2", "--iterations",
+                          str(args.iterations)])
             latencies.append(float(re.search(r"p50 ([0-9.]+) ms",
                                               output).group(1)) / 1e3)
         measured = statistics.median(latencies)
@@ -176,8 +181,9 @@ def main():
     report = {
         "description": "cost-model ranking vs measured ranking of plans on "
                        "CPU ranks, bench/plan_ranking.py",
-        "model": f"demo model, 4 MoE layers, hidden 256, 8 experts, inter "
-                 f"1024, top-2, router skew 1.0, {TOKENS} tokens",
+        "model": f"demo model, 4 blocks of attention (4 heads) and MoE, "
+                 f"hidden 256, 8 experts, inter 1024, top-2, router skew "
+                 f"1.0, {TOKENS} tokens",
         "machine": {"cores": cores, "gflops_per_core": flops / 1e9,
                     "copy_gb_per_s_per_core": bandwidth / 1e9},
         "spearman_rho": rho,

@@ -4,10 +4,15 @@ onnxruntime's tool chains write them.
 
     make_demo_model.py OUT.onnx [--layers 2] [--hidden 256] [--experts 8]
                        [--inter 512] [--top-k 2] [--router-skew S]
+                       [--heads H]
 
 Each block is RMSNorm (SimplifiedLayerNormalization) -> router MatMul ->
 com.microsoft.MoE (SwiGLU experts, interleaved fc1, renormalised top-k) ->
 residual Add. The input is x: [tokens, hidden] with a symbolic token count.
+With --heads H > 0 every block starts with self-attention over the tokens
+(one sequence): RMSNorm, Q/K/V MatMuls, H heads of width hidden / H,
+Softmax(Q K^T / sqrt(width)) V, output MatMul, residual Add; that is work
+outside the experts, which partitioned plans place differently.
 With --router-skew S > 0 a bias of -S * log(e + 1) is added to expert e's
 router logit, so that the expert load is skewed roughly like Zipf(S) (the
 planner's load-aware placement has something to balance).
@@ -17,10 +22,44 @@ model (OUT.onnx.data).
 
 import argparse
 import os
+import sys
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+
+def attention(p, current, h, heads, weight, nodes, initializers):
+    """Appends self-attention with a residual add; returns its output."""
+    initializers += [
+        numpy_helper.from_array(np.ones(h, np.float32), f"{p}.attn_norm"),
+        weight(f"{p}.wq", (h, h), h ** -0.5),
+        weight(f"{p}.wk", (h, h), h ** -0.5),
+        weight(f"{p}.wv", (h, h), h ** -0.5),
+        weight(f"{p}.wo", (h, h), h ** -0.5),
+    ]
+
+    def node(op, inputs, output, **attrs):
+        nodes.append(helper.make_node(op, inputs, [f"{p}.{output}"],
+                                      name=f"{p}/{output}", **attrs))
+        return f"{p}.{output}"
+
+    normed = node("SimplifiedLayerNormalization", [current, f"{p}.attn_norm"],
+                  "attn_normed", axis=-1, epsilon=1e-6)
+    heads_of = {}
+    for name, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]),
+                       ("v", [0, 2, 1, 3])):
+        projected = node("MatMul", [normed, f"{p}.w{name}"], name)
+        split = node("Reshape", [projected, "heads_shape"], f"{name}_heads")
+        heads_of[name] = node("Transpose", [split], f"{name}_t", perm=perm)
+    scores = node("MatMul", [heads_of["q"], heads_of["k"]], "scores")
+    scaled = node("Mul", [scores, "score_scale"], "scaled")
+    probs = node("Softmax", [scaled], "probs", axis=-1)
+    mixed = node("MatMul", [probs, heads_of["v"]], "mixed")
+    merged = node("Transpose", [mixed], "merged", perm=[0, 2, 1, 3])
+    flat = node("Reshape", [merged, "tokens_shape"], "flat")
+    out = node("MatMul", [flat, f"{p}.wo"], "attn_out")
+    return node("Add", [current, out], "attn_residual")
 
 
 def main():
@@ -32,6 +71,7 @@ def main():
     parser.add_argument("--inter", type=int, default=512)
     parser.add_argument("--top-k", type=int, default=2)
     parser.add_argument("--router-skew", type=float, default=0.0)
+    parser.add_argument("--heads", type=int, default=0)
     args = parser.parse_args()
     h, e, i = args.hidden, args.experts, args.inter
     rng = np.random.default_rng(2026)
@@ -42,8 +82,23 @@ def main():
 
     nodes, initializers = [], []
     current = "x"
+    if args.heads:
+        if h % args.heads:
+            sys.exit(f"--heads {args.heads} must divide --hidden {h}")
+        width = h // args.heads
+        initializers += [
+            numpy_helper.from_array(np.array([1, -1, args.heads, width],
+                                             np.int64), "heads_shape"),
+            numpy_helper.from_array(np.array([-1, h], np.int64),
+                                    "tokens_shape"),
+            numpy_helper.from_array(np.array(width ** -0.5, np.float32),
+                                    "score_scale"),
+        ]
     for layer in range(args.layers):
         p = f"layer{layer}"
+        if args.heads:
+            current = attention(p, current, h, args.heads, weight, nodes,
+                                initializers)
         initializers += [
             numpy_helper.from_array(
                 (1.0 + 0.1 * rng.standard_normal(h)).astype(np.float32),
@@ -92,7 +147,7 @@ def main():
     if os.path.exists(os.path.join(os.path.dirname(args.output) or ".", data)):
         os.remove(os.path.join(os.path.dirname(args.output) or ".", data))
     onnx.save(model, args.output, save_as_external_data=True,
-              all_tensors_to_one_file=True, location=data, size_threshold=0)
+              all_tensors_to_one_file=True, location=data, size_threshold=1024)
     print(f"wrote {args.output}: {args.layers} MoE blocks, hidden {h}, "
           f"{e} experts, inter {i}, top-{args.top_k}")
 
