@@ -478,10 +478,6 @@ CostModel::checkConfig(const ParallelConfig &config) const {
     return shape(
         formatv("etp={0} does not divide tp={1}", config.expertTp, config.tp));
   bool tokenSplit = options_.layout == ExpertParallelLayout::TokenSplitLayers;
-  if (tokenSplit && config.expertTp != config.tp)
-    return shape(formatv("etp={0} differs from tp={1}: the token-split layout "
-                         "splits the experts over all of tp",
-                         config.expertTp, config.tp));
   // Layers outside the MoE blocks are split over tp only in the
   // data-parallel-attention layout.
   int64_t tp = tokenSplit ? 1 : config.tp;
@@ -515,6 +511,10 @@ CostModel::checkConfig(const ParallelConfig &config) const {
     if (tokenSplit && layer.numExperts % config.ep != 0)
       return indivisible("experts", layer.numExperts, "ep", config.ep);
   }
+  if (tokenSplit && config.expertTp != config.tp)
+    return shape(formatv("etp={0} differs from tp={1}: the token-split layout "
+                         "splits the experts over all of tp",
+                         config.expertTp, config.tp));
   int64_t shards = dataShards(config);
   if (shards > model_.batch)
     return {Rejection::Batch,
