@@ -78,18 +78,29 @@ Status checkSplit(const char *op, const Tensor &whole, const Tensor &part,
   return expectShape(op, "the local part", part, expected);
 }
 
+/// The call, device group and tensor axis of all_slice and all_gather.
+Status checkAlongAxis(const char *op, const Attributes &attrs,
+                      const std::vector<const Tensor *> &inputs,
+                      const std::vector<Tensor *> &outputs,
+                      KernelContext &context, const char *axisName,
+                      Communicator *&group, int64_t &axis) {
+  if (Status status = checkCall(op, inputs, {"input"}, outputs, 1); !status)
+    return status;
+  if (Status status = findGroup(op, attrs, context, group); !status)
+    return status;
+  return requireInt(op, attrs, axisName, axis);
+}
+
 Status allSliceKernel(const Attributes &attrs,
                       const std::vector<const Tensor *> &inputs,
                       const std::vector<Tensor *> &outputs,
                       KernelContext &context) {
   const char *op = "all_slice";
-  if (Status status = checkCall(op, inputs, {"input"}, outputs, 1); !status)
-    return status;
   Communicator *group;
   int64_t axis;
-  if (Status status = findGroup(op, attrs, context, group); !status)
-    return status;
-  if (Status status = requireInt(op, attrs, "slice_axis", axis); !status)
+  if (Status status = checkAlongAxis(op, attrs, inputs, outputs, context,
+                                     "slice_axis", group, axis);
+      !status)
     return status;
   const Tensor &input = *inputs[0];
   Tensor &result = *outputs[0];
@@ -114,13 +125,11 @@ Status allGatherKernel(const Attributes &attrs,
                        const std::vector<Tensor *> &outputs,
                        KernelContext &context) {
   const char *op = "all_gather";
-  if (Status status = checkCall(op, inputs, {"input"}, outputs, 1); !status)
-    return status;
   Communicator *group;
   int64_t axis;
-  if (Status status = findGroup(op, attrs, context, group); !status)
-    return status;
-  if (Status status = requireInt(op, attrs, "gather_axis", axis); !status)
+  if (Status status = checkAlongAxis(op, attrs, inputs, outputs, context,
+                                     "gather_axis", group, axis);
+      !status)
     return status;
   const Tensor &input = *inputs[0];
   Tensor &result = *outputs[0];
