@@ -31,18 +31,17 @@ echo "== 3. compile, run on $TOKENS tokens, compare with onnxruntime"
   --iterations 20
 
 # An automatic plan for four CPU ranks under a skewed (Zipf) expert load:
-# the planner picks the degrees and places the experts so that the ranks
-# get even loads, moe-compile partitions the model by that plan (one SPMD
-# program: each rank holds a quarter of the experts and routes a quarter of
-# the tokens, the all-to-alls carry the tokens to their experts and back),
-# and moe-run runs it on four ranks, checked against onnxruntime's output
-# from step 3.
+# the planner prices pipeline stages, expert and tensor parallelism (and a
+# load-balanced expert placement), moe-compile partitions the model by the
+# cheapest plan (one SPMD program; the collectives it holds are counted
+# below), and moe-run runs it on four ranks, checked against onnxruntime's
+# output from step 3.
 echo "== 4. plan for 4 ranks, partition, run on 4 ranks, compare with onnxruntime"
 "$BUILD_DIR/bin/moe-compile" "$OUT_DIR/moe_demo.onnx" \
   --dim-params=tokens="$TOKENS" --machine=cpu:4 --expert-load=zipf:1.0 \
   --report="$OUT_DIR/plan.txt" -o "$OUT_DIR/moe_demo_4ranks.moe"
 sed -n '/^Chosen/,/^Search/p' "$OUT_DIR/plan.txt"
-grep -E "^op (all_slice|ragged_all_to_all|all_gather)" \
+grep -E "^op (all_slice|ragged_all_to_all|all_gather|all_reduce|stage_transfer)" \
   "$OUT_DIR/moe_demo_4ranks.moe" | cut -d' ' -f2 | sort | uniq -c
 "$BUILD_DIR/bin/moe-run" "$OUT_DIR/moe_demo_4ranks.moe" --ranks 4 \
   --inputs "$OUT_DIR/moe_demo/input.0.npy" \
