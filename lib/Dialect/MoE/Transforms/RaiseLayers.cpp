@@ -26,6 +26,9 @@
 #include "mlir/Transforms/RegionUtils.h"
 #include "llvm/Support/Debug.h"
 
+#include <cmath>
+#include <optional>
+
 #define DEBUG_TYPE "moe-raise-layers"
 
 namespace moe {
@@ -52,6 +55,15 @@ Value stripReshapes(Value value) {
   return value;
 }
 
+/// The value of a splat float constant, if `value` is one.
+std::optional<double> splatFloat(Value value) {
+  DenseElementsAttr attr;
+  if (!matchPattern(value, m_Constant(&attr)) || !attr.isSplat() ||
+      !isa<FloatType>(attr.getElementType()))
+    return std::nullopt;
+  return attr.getSplatValue<APFloat>().convertToDouble();
+}
+
 /// `x` when `gated` is silu(x), written as moe.silu or as x * sigmoid(x);
 /// null otherwise.
 Value matchSiluInput(Value gated) {
@@ -76,6 +88,13 @@ struct GatheredExperts {
   bool routerTransposed = false;
   int64_t topK = 0;
   bool normalize = false;
+  /// DeepSeek-V3 routing: sigmoid scores, a correction bias that steers the
+  /// choice, group-limited selection, and a scale on the weights.
+  ScoreFunction score = ScoreFunction::softmax;
+  Value correctionBias; ///< [E]
+  int64_t numGroups = 1;
+  int64_t topKGroups = 1;
+  double routedScalingFactor = 1.0;
   Value gateUpWeights; ///< [E, 2I, H], gate rows first
   Value downWeights;   ///< [E, H, I]
   ActivationKind activation = ActivationKind::swiglu;
@@ -175,25 +194,137 @@ FailureOr<Value> matchTokenRepeat(Value repeated, int64_t topK) {
   return unsqueeze.getInput();
 }
 
-/// Routing weights per (token, slot) flattened to [T*K, 1]: the top-k
-/// values, optionally divided by their sum. Fills topK, normalize, router.
+/// The group limit of DeepSeek-V3's router on the choice scores `choice`
+/// ([T, E]): `masked` = where(not(mask), -inf, choice), where the mask
+/// marks the experts of the `top_k_groups` groups whose two best choices sum
+/// highest (reshape to [T, G, E/G], top-2, sum, top-k groups, scatter ones
+/// into zeros, expand back). Fills numGroups and topKGroups.
+LogicalResult matchGroupLimit(WhereOp masked, Value choice,
+                              GatheredExperts &match) {
+  std::optional<double> fill = splatFloat(masked.getTrueValue());
+  if (masked.getFalseValue() != choice || !fill || !std::isinf(*fill) ||
+      *fill > 0)
+    return failure();
+  auto negate = masked.getCondition().getDefiningOp<NotOp>();
+  auto cast = negate ? negate.getInput().getDefiningOp<CastOp>() : CastOp();
+  if (!cast)
+    return failure();
+  Value mask = cast.getInput();
+  while (true) {
+    if (auto expand = mask.getDefiningOp<ExpandOp>())
+      mask = expand.getInput();
+    else if (auto reshape = mask.getDefiningOp<ReshapeOp>();
+             reshape && !reshape.getShape())
+      mask = reshape.getInput();
+    else
+      break;
+  }
+  auto scatter = mask.getDefiningOp<ScatterElementsOp>();
+  std::optional<double> zeros =
+      scatter ? splatFloat(scatter.getData()) : std::nullopt;
+  std::optional<double> ones =
+      scatter ? splatFloat(scatter.getUpdates()) : std::nullopt;
+  if (!scatter || scatter.getAxis() != 1 || !zeros || *zeros != 0.0 || !ones ||
+      *ones != 1.0 || scatter.getReduction() != ScatterReduction::none)
+    return failure();
+  auto groupTopK = scatter.getIndices().getDefiningOp<TopKOp>();
+  if (!groupTopK || groupTopK.getSmallest() ||
+      scatter.getIndices() != groupTopK.getIndices())
+    return failure();
+  auto rating = groupTopK.getInput().getDefiningOp<ReduceOp>();
+  if (!rating || rating.getKind() != ReduceKind::sum || rating.getKeepDims() ||
+      rating.getAxes() != ArrayRef<int64_t>{-1})
+    return failure();
+  auto best = rating.getInput().getDefiningOp<TopKOp>();
+  if (!best || best.getSmallest() || rating.getInput() != best.getValues())
+    return failure();
+  auto grouped = best.getInput().getDefiningOp<ReshapeOp>();
+  ArrayRef<int64_t> choiceShape = shapeOf(choice);
+  if (!grouped || grouped.getInput() != choice || choiceShape.size() != 2)
+    return failure();
+  ArrayRef<int64_t> groups = shapeOf(grouped.getResult());
+  if (groups.size() != 3 || groups[0] != choiceShape[0] ||
+      groups[1] * groups[2] != choiceShape[1] ||
+      static_cast<int64_t>(best.getK()) != std::min<int64_t>(2, groups[2]))
+    return failure();
+  match.numGroups = groups[1];
+  match.topKGroups = groupTopK.getK();
+  return success();
+}
+
+/// Routing weights per (token, slot) flattened to [T*K, 1]. Either the
+/// top-k of softmax scores (Mixtral, Qwen2-MoE, OLMoE), or DeepSeek-V3's
+/// sigmoid scores gathered at the top-k of a choice score (the scores plus a
+/// correction bias, optionally group-limited); then optionally divided by
+/// their sum (an epsilon added to the sum is accepted when it is too small
+/// to change an fp32 sum: below 1e-12) and optionally scaled by a
+/// constant. Fills topK, normalize, the score and router fields.
 LogicalResult matchRouting(Value weights, Value indices,
                            GatheredExperts &match) {
   Value routed = stripReshapes(weights);
-  TopKOp topK;
+  if (auto scale = routed.getDefiningOp<MulOp>()) {
+    for (auto [factor, other] : {std::pair(scale.getRhs(), scale.getLhs()),
+                                 std::pair(scale.getLhs(), scale.getRhs())}) {
+      std::optional<double> value = splatFloat(factor);
+      if (!value || shapeOf(other) != shapeOf(routed))
+        continue;
+      match.routedScalingFactor = *value;
+      routed = other;
+      break;
+    }
+  }
   if (auto div = routed.getDefiningOp<DivOp>()) {
-    auto sum = div.getRhs().getDefiningOp<ReduceOp>();
+    Value denominator = div.getRhs();
+    if (auto add = denominator.getDefiningOp<AddOp>()) {
+      std::optional<double> epsilon = splatFloat(add.getRhs());
+      if (!epsilon || std::abs(*epsilon) >= 1e-12)
+        return failure();
+      denominator = add.getLhs();
+    }
+    auto sum = denominator.getDefiningOp<ReduceOp>();
     if (!sum || sum.getKind() != ReduceKind::sum || !sum.getKeepDims() ||
         sum.getInput() != div.getLhs())
       return failure();
-    topK = div.getLhs().getDefiningOp<TopKOp>();
     match.normalize = true;
-    if (!topK || div.getLhs() != topK.getValues())
+    routed = div.getLhs();
+  }
+  TopKOp topK;
+  Value scores;
+  if (auto gathered = routed.getDefiningOp<GatherElementsOp>()) {
+    // Sigmoid scores at the selected experts.
+    topK = gathered.getIndices().getDefiningOp<TopKOp>();
+    if (!topK || gathered.getIndices() != topK.getIndices() ||
+        (static_cast<int64_t>(gathered.getAxis()) != 1 &&
+         static_cast<int64_t>(gathered.getAxis()) != -1))
       return failure();
+    scores = gathered.getData();
+    auto sigmoid = scores.getDefiningOp<SigmoidOp>();
+    if (!sigmoid)
+      return failure();
+    match.score = ScoreFunction::sigmoid;
+    Value choice = topK.getInput();
+    if (auto masked = choice.getDefiningOp<WhereOp>()) {
+      if (failed(matchGroupLimit(masked, masked.getFalseValue(), match)))
+        return failure();
+      choice = masked.getFalseValue();
+    }
+    if (choice != scores) {
+      auto biased = choice.getDefiningOp<AddOp>();
+      if (!biased || biased.getLhs() != scores ||
+          shapeOf(biased.getRhs()).size() != 1 ||
+          shapeOf(biased.getRhs())[0] != shapeOf(scores).back())
+        return failure();
+      match.correctionBias = biased.getRhs();
+    }
   } else {
     topK = routed.getDefiningOp<TopKOp>();
     if (!topK || routed != topK.getValues())
       return failure();
+    auto softmax = topK.getInput().getDefiningOp<SoftmaxOp>();
+    if (!softmax || (static_cast<int64_t>(softmax.getAxis()) != -1 &&
+                     static_cast<int64_t>(softmax.getAxis()) != 1))
+      return failure();
+    scores = softmax;
   }
   int64_t rank = shapeOf(topK.getInput()).size();
   if (topK.getSmallest() || rank != 2 ||
@@ -202,11 +333,7 @@ LogicalResult matchRouting(Value weights, Value indices,
       stripReshapes(indices) != topK.getIndices())
     return failure();
   match.topK = topK.getK();
-  auto softmax = topK.getInput().getDefiningOp<SoftmaxOp>();
-  if (!softmax || (static_cast<int64_t>(softmax.getAxis()) != -1 &&
-                   static_cast<int64_t>(softmax.getAxis()) != 1))
-    return failure();
-  Value logits = softmax.getInput();
+  Value logits = scores.getDefiningOp()->getOperand(0);
   Value routerInput;
   if (auto gemm = logits.getDefiningOp<GemmOp>()) {
     if (gemm.getC() || gemm.getTransA() || !gemm.getTransB() ||
@@ -436,10 +563,10 @@ void raise(ReduceOp sum, const GatheredExperts &match) {
   }
   auto layer = LayerOp::create(
       builder, loc, sum.getResult().getType(), match.tokens, router,
-      /*router_bias=*/Value(), /*correction_bias=*/Value(), gate, up, down,
-      Value(), Value(), Value(), Value(), Value(), Value(), Value(), match.topK,
-      ScoreFunction::softmax, match.normalize, match.activation,
-      /*num_groups=*/1, /*top_k_groups=*/1, llvm::APFloat(1.0),
+      /*router_bias=*/Value(), match.correctionBias, gate, up, down, Value(),
+      Value(), Value(), Value(), Value(), Value(), Value(), match.topK,
+      match.score, match.normalize, match.activation, match.numGroups,
+      match.topKGroups, llvm::APFloat(match.routedScalingFactor),
       /*capacity_factor=*/FloatAttr());
   LLVM_DEBUG(llvm::dbgs() << "raised " << layer << "\n");
   sum.getResult().replaceAllUsesWith(layer.getResult());
@@ -476,9 +603,14 @@ struct SharedExpert {
 
 FailureOr<SharedExpert> matchSharedExpert(Value value, Value tokens) {
   SharedExpert shared;
+  // The same token rows, possibly with the leading dimensions split
+  // ([B, S, H] for [B*S, H]): a row-wise FFN commutes with that.
   auto readsTokens = [&](const Linear &linear) {
+    ArrayRef<int64_t> shape = shapeOf(linear.input);
     return stripReshapes(linear.input) == stripReshapes(tokens) &&
-           shapeOf(linear.input) == shapeOf(tokens);
+           shape.back() == shapeOf(tokens).back() &&
+           ShapedType::getNumElements(shape) ==
+               ShapedType::getNumElements(shapeOf(tokens));
   };
   Value ffn = value;
   if (auto scale = value.getDefiningOp<MulOp>()) {
@@ -520,15 +652,27 @@ FailureOr<SharedExpert> matchSharedExpert(Value value, Value tokens) {
   return failure();
 }
 
-/// Folds `layer + shared expert` into the layer's shared-expert operands.
+/// Folds `layer + shared expert` into the layer's shared-expert operands;
+/// the sum may be taken after reshaping the layer's [T, H] result back to
+/// [B, S, H] (DeepSeek-V3).
 void absorbSharedExpert(LayerOp layer) {
   if (layer.hasSharedExperts() || !layer.getResult().hasOneUse() ||
       layer.getActivation() != ActivationKind::swiglu)
     return;
-  auto add = dyn_cast<AddOp>(*layer.getResult().getUsers().begin());
-  if (!add || add.getResult().getType() != layer.getResult().getType())
+  Value routed = layer.getResult();
+  Operation *user = *routed.getUsers().begin();
+  auto unflatten = dyn_cast<ReshapeOp>(user);
+  if (unflatten && !unflatten.getShape() && unflatten.getResult().hasOneUse() &&
+      shapeOf(unflatten.getResult()).back() == shapeOf(routed).back()) {
+    routed = unflatten.getResult();
+    user = *routed.getUsers().begin();
+  } else {
+    unflatten = ReshapeOp();
+  }
+  auto add = dyn_cast<AddOp>(user);
+  if (!add || add.getResult().getType() != routed.getType())
     return;
-  Value other = add.getLhs() == layer.getResult() ? add.getRhs() : add.getLhs();
+  Value other = add.getLhs() == routed ? add.getRhs() : add.getLhs();
   FailureOr<SharedExpert> shared = matchSharedExpert(other, layer.getInput());
   if (failed(shared))
     return;
@@ -550,7 +694,10 @@ void absorbSharedExpert(LayerOp layer) {
       layer.getNormalizeAttr(), layer.getActivationAttr(),
       layer.getNumGroupsAttr(), layer.getTopKGroupsAttr(),
       layer.getRoutedScalingFactorAttr(), layer.getCapacityFactorAttr());
-  add.getResult().replaceAllUsesWith(fused.getResult());
+  Value result = fused.getResult();
+  if (unflatten)
+    result = ReshapeOp::create(builder, loc, routed.getType(), result, Value());
+  add.getResult().replaceAllUsesWith(result);
 }
 
 struct RaiseLayersPass

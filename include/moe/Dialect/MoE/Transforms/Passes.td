@@ -119,6 +119,13 @@ def RaiseLayersPass : Pass<"moe-raise-layers"> {
     batched_mm implementation exports (both torch.onnx exporters): softmax
     router and top-k, per (token, slot) expert weights gathered from 3-D
     weights, batched SiLU-gated FFN, routing-weighted sum over the slots.
+    DeepSeek-V3's router is recognised too: sigmoid scores, a correction
+    bias on the choice, groups rated by their two best choices with the
+    others masked by -inf (a 0.0 fill selects differently and is left
+    alone), the plain scores of the chosen experts normalised (an epsilon
+    below 1e-12 on the sum is absorbed) and scaled by a constant. A shared
+    SwiGLU expert added to the layer's output, also after it is reshaped
+    back to [batch, sequence, hidden], joins the layer.
     Each match becomes a moe.layer whose weights are transposes and slices
     of the original weights (the runtime folds them when loading); the
     matched ops are erased. A subgraph that differs in any checked detail is
