@@ -39,3 +39,27 @@
 // DENSE-NOT: moe.scatter_elements
 // RUN: moe-opt %S/models/dense/dense_relu_top1.onnx --dim-params=tokens=7 -moe-raise-layers | FileCheck %s --check-prefix=DENSE-RELU
 // DENSE-RELU: moe.layer {{.*}} top_k = 1 score = softmax activation = relu
+
+// DeepSeek-V3 (both exporters): sigmoid router with a correction bias,
+// group-limited top-k and routed scaling; the shared expert joins after the
+// reshape back to [batch, sequence, hidden].
+// RUN: moe-opt %S/models/hf/deepseek_v3-batched_mm-dynamo.onnx --dim-params=batch=2,seq=5 -moe-raise-layers | FileCheck %s --check-prefix=DEEPSEEK
+// RUN: moe-opt %S/models/hf/deepseek_v3-batched_mm-torchscript.onnx --dim-params=batch=2,seq=5 -moe-raise-layers | FileCheck %s --check-prefix=DEEPSEEK
+// DEEPSEEK: moe.layer {{.*}} router(%{{.*}} correction %{{.*}}) experts(up %{{.*}} down %{{.*}} gate %{{.*}}) shared_gate %{{.*}} shared_up %{{.*}} shared_down %{{.*}} top_k = 2 score = sigmoid normalize activation = swiglu {num_groups = 4 : i64, routed_scaling_factor = 2.500000e+00 : f64, top_k_groups = 2 : i64}
+// DEEPSEEK-NOT: moe.gather_elements
+
+// transformers' eager experts, unrolled by the TorchScript exporter (a
+// NonZero per expert: data-dependent shapes): the loop is recognised on the
+// ONNX graph, imported in the gathered-experts form, and raised.
+// RUN: moe-opt %S/models/hf/mixtral-eager-torchscript.onnx --dim-params=batch=3,seq=11 -moe-raise-layers | FileCheck %s --check-prefix=EAGER-MIXTRAL
+// EAGER-MIXTRAL-COUNT-2: moe.layer {{.*}} top_k = 2 score = softmax normalize activation = swiglu
+// EAGER-MIXTRAL-NOT: moe.scatter_elements
+// RUN: moe-opt %S/models/hf/qwen2_moe-eager-torchscript.onnx --dim-params=batch=3,seq=11 -moe-raise-layers | FileCheck %s --check-prefix=EAGER-QWEN
+// EAGER-QWEN-COUNT-2: moe.layer {{.*}} shared_expert_gate %{{.*}} top_k = 2 score = softmax activation = swiglu
+// RUN: moe-opt %S/models/hf/olmoe-eager-torchscript.onnx --dim-params=batch=3,seq=11 -moe-raise-layers | FileCheck %s --check-prefix=EAGER-OLMOE
+// EAGER-OLMOE-COUNT-2: moe.layer {{.*}} top_k = 2 score = softmax activation = swiglu
+// RUN: moe-opt %S/models/hf/olmoe_top1-eager-torchscript.onnx --dim-params=batch=3,seq=11 -moe-raise-layers | FileCheck %s --check-prefix=EAGER-TOP1
+// EAGER-TOP1-COUNT-2: moe.layer {{.*}} top_k = 1 score = softmax activation = swiglu
+// RUN: moe-opt %S/models/hf/deepseek_v3-eager-torchscript.onnx --dim-params=batch=3,seq=11 -moe-raise-layers | FileCheck %s --check-prefix=EAGER-DEEPSEEK
+// EAGER-DEEPSEEK: moe.layer {{.*}} score = sigmoid normalize activation = swiglu {num_groups = 4
+

@@ -83,6 +83,12 @@ def main():
     parser.add_argument("--mpirun", type=int, default=0,
                         help="launch moe-run under mpirun with this many "
                              "processes (skipped, visibly, without mpirun)")
+    parser.add_argument("--inputs", default="",
+                        help="comma-separated .npy files, one per graph "
+                             "input, instead of random inputs (for graphs "
+                             "that run only on some inputs, such as the "
+                             "eager expert loop, which onnxruntime runs "
+                             "only when every traced expert gets tokens)")
     parser.add_argument("--plan", default="",
                         help="partition with this plan (moe-compile "
                              "--machine=cpu:N --plan=PLAN, N the ranks of "
@@ -97,8 +103,16 @@ def main():
     work = os.path.join(args.work, name)
     os.makedirs(work, exist_ok=True)
     model = onnx.load(args.model, load_external_data=False)
-    arrays = input_arrays(model, parse_dim_params(args.dim_params),
-                          args.int_high, zlib.crc32(name.encode()))
+    if args.inputs:
+        files = args.inputs.split(",")
+        names = [value.name for value in model.graph.input]
+        if len(files) != len(names):
+            sys.exit(f"--inputs gives {len(files)} files for the "
+                     f"{len(names)} inputs {names}")
+        arrays = {n: np.load(f) for n, f in zip(names, files)}
+    else:
+        arrays = input_arrays(model, parse_dim_params(args.dim_params),
+                              args.int_high, zlib.crc32(name.encode()))
 
     # Some onnxruntime kernels need settings to compute in float32 (see the
     # model's JSON sidecar, e.g. QMoE block-wise 8-bit); they must be in the

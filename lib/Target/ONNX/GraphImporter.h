@@ -21,9 +21,14 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "moe/Target/ONNX/ONNXImporter.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/InterleavedRange.h"
+
+#include <set>
+#include <vector>
 
 namespace moe::onnx_import {
 
@@ -189,6 +194,20 @@ private:
   LogicalResult convertConstantNode(const onnx::NodeProto &node);
   LogicalResult convertNeedsConstants(const onnx::NodeProto &node);
   LogicalResult convertORTMoE(const onnx::NodeProto &node);
+
+  /// The unrolled expert loop of transformers' eager experts
+  /// (EagerExpertLoop.cpp): its nodes are not imported one by one; the sink
+  /// node's output is computed in the gathered-experts form instead.
+  struct EagerExpertLoop {
+    const onnx::NodeProto *sink = nullptr;
+    std::string tokens, weights, indices, gateUp, down;
+    int64_t iterations = 0;
+    std::set<const onnx::NodeProto *> nodes;
+  };
+  void findEagerExpertLoops();
+  LogicalResult convertEagerExpertLoop(const EagerExpertLoop &loop);
+  std::vector<EagerExpertLoop> eagerLoops;
+  llvm::DenseSet<const onnx::NodeProto *> absorbedNodes;
   LogicalResult convertMoEGroupRouter(const onnx::NodeProto &node);
 
   Value emitReshape(Location loc, Value value, ArrayRef<int64_t> shape);

@@ -127,7 +127,7 @@ LogicalResult GraphImporter::checkSupportedOps() {
     domainVersions[import.domain()] = import.version();
   SmallVector<std::string> unsupported;
   for (const auto &node : file.model.graph().node()) {
-    if (findHandler(node))
+    if (findHandler(node) || absorbedNodes.count(&node))
       continue;
     StringRef domain =
         isDefaultDomain(node.domain()) ? "ai.onnx" : StringRef(node.domain());
@@ -586,6 +586,7 @@ LogicalResult GraphImporter::importOutputs() {
 OwningOpRef<ModuleOp> GraphImporter::run() {
   OwningOpRef<ModuleOp> owned = ModuleOp::create(fileLoc());
   module = *owned;
+  findEagerExpertLoops();
   if (failed(checkOpsets()) || failed(checkSupportedOps()) ||
       failed(importInputs()) || failed(importInitializers()))
     return nullptr;
@@ -593,6 +594,12 @@ OwningOpRef<ModuleOp> GraphImporter::run() {
   if (failed(order))
     return nullptr;
   for (const onnx::NodeProto *node : *order) {
+    if (absorbedNodes.count(node)) {
+      for (const EagerExpertLoop &loop : eagerLoops)
+        if (loop.sink == node && failed(convertEagerExpertLoop(loop)))
+          return nullptr;
+      continue;
+    }
     bool folded = false;
     if (failed(tryFold(*node, folded)))
       return nullptr;
