@@ -63,3 +63,10 @@
 // RUN: moe-opt %S/models/hf/deepseek_v3-eager-torchscript.onnx --dim-params=batch=3,seq=11 -moe-raise-layers | FileCheck %s --check-prefix=EAGER-DEEPSEEK
 // EAGER-DEEPSEEK: moe.layer {{.*}} score = sigmoid normalize activation = swiglu {num_groups = 4
 
+
+// An export whose tracing never routed to one expert has one loop iteration
+// fewer (examples/onnx/drop_traced_expert.py): a warning per block says so,
+// and the layer still computes all 8 experts.
+// RUN: moe-opt %S/models/hf/mixtral-eager-torchscript-7of8.onnx --dim-params=batch=3,seq=11 -moe-raise-layers 2>&1 | FileCheck %s --check-prefix=DROPPED
+// DROPPED-COUNT-2: warning: the exported expert loop ending at node '{{.*}}' holds 7 iterations for 8 experts: tracing dropped the experts its example never routed to
+// DROPPED-COUNT-2: moe.layer {{.*}} : (tensor<33x32xf32>, tensor<32x8xf32>, tensor<8x32x32xf32>

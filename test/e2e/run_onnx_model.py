@@ -89,6 +89,11 @@ def main():
                              "that run only on some inputs, such as the "
                              "eager expert loop, which onnxruntime runs "
                              "only when every traced expert gets tokens)")
+    parser.add_argument("--reference-model", default="",
+                        help="run this model with onnxruntime for the "
+                             "reference instead of MODEL (same inputs and "
+                             "outputs), e.g. the export a damaged one came "
+                             "from")
     parser.add_argument("--plan", default="",
                         help="partition with this plan (moe-compile "
                              "--machine=cpu:N --plan=PLAN, N the ranks of "
@@ -123,7 +128,8 @@ def main():
             os.environ.update(json.load(f).get("ort_env", {}))
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    session = ort.InferenceSession(args.model, options,
+    session = ort.InferenceSession(args.reference_model or args.model,
+                                   options,
                                    providers=["CPUExecutionProvider"])
     references = session.run(None, arrays)
     ort_latencies = []

@@ -205,7 +205,8 @@ GraphImporter::convertEagerExpertLoop(const EagerExpertLoop &loop) {
   int64_t experts = shapeOf(gateUp)[0], inter = shapeOf(down)[2];
   int64_t topK = w[1], pairs = tokenCount * topK;
   if (loop.iterations < experts)
-    emitWarning(loc) << "the exported expert loop holds " << loop.iterations
+    emitWarning(loc) << "the exported expert loop ending at node '"
+                     << sink.name() << "' holds " << loop.iterations
                      << " iterations for " << experts
                      << " experts: tracing dropped the experts its example "
                         "never routed to, and onnxruntime runs this graph only "
