@@ -353,9 +353,41 @@ def make_all(out_dir):
     ]
 
 
+def make_sharded(out_dir, source, whole_name, shard_name):
+    """com.microsoft.ShardedMoE versions of the MoE model `source`: one that
+    holds every expert whole (equal to `source`, which is its reference: the
+    CPU onnxruntime has no ShardedMoE), and one rank's shard of it (the
+    second half of the experts), which the importer must refuse."""
+    model = onnx.load(os.path.join(out_dir, source + ".onnx"))
+    node = next(n for n in model.graph.node if n.op_type == "MoE")
+    node.op_type = "ShardedMoE"
+    node.attribute.extend([
+        helper.make_attribute("local_experts_start_index", 0),
+        helper.make_attribute("tensor_shards", 1)])
+    whole = os.path.join(out_dir, whole_name + ".onnx")
+    onnx.save(model, whole)
+    experts = None
+    for tensor in model.graph.initializer:
+        if tensor.name in (node.input[2], node.input[3], node.input[4],
+                           node.input[5]):
+            array = numpy_helper.to_array(tensor)
+            experts = array.shape[0]
+            tensor.CopyFrom(numpy_helper.from_array(array[experts // 2:],
+                                                    tensor.name))
+    for attr in node.attribute:
+        if attr.name == "local_experts_start_index":
+            attr.i = experts // 2
+    shard = os.path.join(out_dir, shard_name + ".onnx")
+    onnx.save(model, shard)
+    return [whole, shard]
+
+
 def main(argv):
     out_dir = argv[1] if len(argv) > 1 else DEFAULT_OUT
-    for path in make_all(out_dir):
+    paths = make_all(out_dir) + make_sharded(
+        out_dir, "moe_silu_top2", "sharded_moe_silu_top2",
+        "sharded_moe_silu_top2_shard1")
+    for path in paths:
         print(f"{os.path.getsize(path):7d}  {path}")
 
 

@@ -58,3 +58,11 @@
 // RUN: moe-translate --import-onnx %S/models/ort/moe_group_router.onnx --dim-params=tokens=5 | FileCheck %s --check-prefix=GROUP
 // MoEGroupRouter feeding MoE: DeepSeek-V3 group-limited sigmoid routing.
 // GROUP: moe.layer {{.*}} router(%{{.*}} correction %{{.*}}) {{.*}} score = sigmoid normalize activation = {{[a-z_]+}} {num_groups = {{[0-9]+}} : i64, top_k_groups = {{[0-9]+}} : i64}
+
+// com.microsoft.ShardedMoE holding every expert whole is MoE (the CPU
+// onnxruntime has no ShardedMoE; e2e compares it with the MoE model it was
+// made from). One rank's shard of the experts is refused with the reason.
+// RUN: moe-opt %S/models/ort/sharded_moe_silu_top2.onnx --dim-params=tokens=7 -moe-raise-layers | FileCheck %s --check-prefix=SHARDED
+// SHARDED: moe.layer %{{.*}} router(%{{.*}}) experts(up %{{.*}} down %{{.*}} up_bias %{{.*}} down_bias %{{.*}}) top_k = 2 score = softmax activation = silu
+// RUN: not moe-opt %S/models/ort/sharded_moe_silu_top2_shard1.onnx --dim-params=tokens=7 2>&1 | FileCheck %s --check-prefix=SHARD
+// SHARD: error: ShardedMoE node producing 'y': holds experts 2 to 3 of 4 in 1 tensor shard(s): one rank's part of a model sharded for NCCL

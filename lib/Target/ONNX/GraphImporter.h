@@ -194,6 +194,7 @@ private:
   LogicalResult convertConstantNode(const onnx::NodeProto &node);
   LogicalResult convertNeedsConstants(const onnx::NodeProto &node);
   LogicalResult convertORTMoE(const onnx::NodeProto &node);
+  LogicalResult convertShardedMoE(const onnx::NodeProto &node);
 
   /// The unrolled expert loop of transformers' eager experts
   /// (EagerExpertLoop.cpp): its nodes are not imported one by one; the sink

@@ -63,6 +63,7 @@ GraphImporter::Handler GraphImporter::findHandler(const onnx::NodeProto &node) {
   if (node.domain() == "com.microsoft") {
     return llvm::StringSwitch<Handler>(type)
         .Cases({"MoE", "QMoE"}, &GraphImporter::convertORTMoE)
+        .Case("ShardedMoE", &GraphImporter::convertShardedMoE)
         .Case("MoEGroupRouter", &GraphImporter::convertMoEGroupRouter)
         .Case("SimplifiedLayerNormalization",
               &GraphImporter::convertSimplifiedLayerNorm)

@@ -99,6 +99,30 @@ FailureOr<RouterMatch> matchRouter(Value logits, Value input) {
 
 } // namespace
 
+LogicalResult GraphImporter::convertShardedMoE(const onnx::NodeProto &node) {
+  // MoE inputs and attributes, plus where this rank's experts start and how
+  // many tensor-parallel pieces each expert is cut into; the ranks add their
+  // partial outputs over NCCL. A node that holds every expert whole is a
+  // plain MoE.
+  int64_t shards = getIntAttr(node, "tensor_shards", 1);
+  int64_t start = getIntAttr(node, "local_experts_start_index", 0);
+  FailureOr<Value> logits = getValue(node, 1);
+  FailureOr<Value> fc1 = getValue(node, 2);
+  if (failed(logits) || failed(fc1))
+    return failure();
+  int64_t experts = shapeOf(*logits).back();
+  int64_t held = shapeOf(*fc1).front();
+  if (shards != 1 || start != 0 || held != experts)
+    return nodeError(node)
+           << "holds experts " << start << " to " << start + held - 1 << " of "
+           << experts << " in " << shards
+           << " tensor shard(s): one rank's part of a model sharded for "
+              "NCCL, whose other ranks add the rest; import the model with "
+              "every expert whole (local_experts_start_index = 0, "
+              "tensor_shards = 1) and let moe-compile partition it";
+  return convertORTMoE(node);
+}
+
 LogicalResult GraphImporter::convertORTMoE(const onnx::NodeProto &node) {
   // MoE: input, router_probs, fc1, fc1_bias, fc2, fc2_bias, fc3, fc3_bias.
   // QMoE: input, router_probs, fc1, fc1_scales, fc1_bias, fc2, fc2_scales,
