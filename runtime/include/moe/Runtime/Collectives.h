@@ -12,9 +12,11 @@
 //            transport, and the CPU backend on one machine.
 //   MPI      ranks are processes under mpirun (`createMPIWorldCommunicator`
 //            in the library moe-runtime-mpi, built when CMake finds MPI).
-//   NCCL     (planned) one GPU per rank, bootstrapped over MPI. Each
-//            operation below names the NCCL call it maps to; deadlines map
-//            to a non-blocking communicator polled with
+//   NCCL     one GPU per rank (`createNCCLCommunicator` in
+//            NCCLCommunicator.h, library moe-runtime-nccl, built when CMake
+//            finds nvcc and NCCL), bootstrapped through any of the above.
+//            Each operation below names the NCCL call it maps to; deadlines
+//            map to a non-blocking communicator polled with
 //            ncclCommGetAsyncError and ended with ncclCommAbort.
 //
 // Rules every operation follows:
