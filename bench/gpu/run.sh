@@ -5,6 +5,9 @@
 #   gpu-tests.txt        ctest output of the gpu label (a failure fails run.sh)
 #   permute_bench.json   permute / unpermute bandwidth against the HBM copy
 #                        (4096 tokens; permute_bench_decode.json: 64 tokens)
+#   expert_gemm_bench.json  grouped expert GEMMs: prefill TFLOP/s against
+#                        dense cuBLAS, decode weight bandwidth against the
+#                        HBM copy
 #   nvidia-smi.txt       the device it ran on
 #   cmake.txt, build.txt the configure and build logs
 # Commit the JSON under bench/results/gpu/.
@@ -62,4 +65,7 @@ echo "== permute / unpermute bandwidth"
 # behaviour, not HBM bandwidth.
 "$BUILD/bin/moe-permute-bench" "$OUT/permute_bench_decode.json" 64 4096 2 8 ||
   status=1
+
+echo "== expert GEMMs (Mixtral 8x7B layer, bf16)"
+"$BUILD/bin/moe-expert-gemm-bench" "$OUT/expert_gemm_bench.json" || status=1
 exit $status

@@ -1,0 +1,54 @@
+//===- CudaExpertGemm.h - the experts' GEMMs on the GPU ---------*- C++ -*-===//
+//
+// Part of moe-compiler's runtime, which has no MLIR or LLVM dependency.
+//
+// The matrix products of moe.expert_ffn on the GPU: rows grouped by expert
+// (as the permute kernel writes them), each group times its expert's
+// weight, in one cuBLAS grouped-batched call (cublasGemmGroupedBatchedEx:
+// one group per expert with rows, so the experts' different row counts
+// need no padding). f32, fp16 or bf16 storage, f32 accumulation.
+//
+// The header needs no CUDA: the handle and stream travel as `void *`.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_RUNTIME_CUDAEXPERTGEMM_H
+#define MOE_RUNTIME_CUDAEXPERTGEMM_H
+
+#include "moe/Runtime/Kernels.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace moe::rt::cuda {
+
+/// What a grouped GEMM keeps between calls: the cuBLAS handle and the
+/// device arrays of per-group pointers. One per stream; not thread-safe.
+class ExpertGemm {
+public:
+  ExpertGemm() = default;
+  ExpertGemm(const ExpertGemm &) = delete;
+  ExpertGemm &operator=(const ExpertGemm &) = delete;
+  ~ExpertGemm();
+
+  /// Creates the cuBLAS handle on the current device, bound to `stream`.
+  Status init(void *stream = nullptr);
+
+  /// out[r, :] = rows[r, :] @ weights[e] for the rows of expert e: rows
+  /// [R, K] hold counts[0] rows of expert 0, then counts[1] of expert 1, ...
+  /// (R >= their sum; rows past it are left alone), weights are [E, K, N]
+  /// row-major, out [R, N]. dtype F32, F16 or BF16 for all three; f32
+  /// accumulation. Device pointers; `counts` on the host.
+  Status run(DType dtype, const void *rows, const std::vector<int64_t> &counts,
+             int64_t k, int64_t n, const void *weights, void *out);
+
+private:
+  void *handle_ = nullptr;
+  void *stream_ = nullptr;
+  void **devicePointers_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+} // namespace moe::rt::cuda
+
+#endif // MOE_RUNTIME_CUDAEXPERTGEMM_H
