@@ -17,6 +17,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "BenchSupport.h"
+
 #include "moe/Runtime/CudaExpertGemm.h"
 
 #include <cublas_v2.h>
@@ -36,51 +38,15 @@ using namespace moe::rt::cuda;
 
 namespace {
 
-[[noreturn]] void die(const std::string &message) {
-  std::fprintf(stderr, "moe-expert-gemm-bench: %s\n", message.c_str());
-  std::exit(1);
-}
+using namespace moe::bench;
 
-void check(cudaError_t error, const char *what) {
-  if (error != cudaSuccess)
-    die(std::string(what) + ": " + cudaGetErrorString(error));
+double medianMilliseconds(const std::function<void()> &launch) {
+  return moe::bench::medianMilliseconds(launch, 3, 20);
 }
 
 void check(const Status &status) {
   if (!status)
     die(status.message);
-}
-
-double medianMilliseconds(const std::function<void()> &launch) {
-  constexpr int warmup = 3, timed = 20;
-  for (int i = 0; i < warmup; ++i)
-    launch();
-  check(cudaDeviceSynchronize(), "warm-up");
-  cudaEvent_t start, stop;
-  check(cudaEventCreate(&start), "cudaEventCreate");
-  check(cudaEventCreate(&stop), "cudaEventCreate");
-  std::vector<double> times;
-  for (int i = 0; i < timed; ++i) {
-    check(cudaEventRecord(start), "cudaEventRecord");
-    launch();
-    check(cudaEventRecord(stop), "cudaEventRecord");
-    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
-    times.push_back(ms);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
-
-int64_t parseSize(const char *text, const char *what) {
-  char *end = nullptr;
-  long long value = std::strtoll(text, &end, 10);
-  if (!end || *end || value <= 0)
-    die(std::string("bad ") + what + " '" + text + "'");
-  return value;
 }
 
 /// Rows per expert of `tokens` tokens routed to `topK` distinct experts
@@ -101,6 +67,7 @@ std::vector<int64_t> route(int64_t tokens, int64_t topK, int64_t experts,
 } // namespace
 
 int main(int argc, char **argv) {
+  moe::bench::programName() = "moe-expert-gemm-bench";
   if (argc != 2 && argc != 6)
     die("usage: moe-expert-gemm-bench OUT.json [hidden ffn experts top_k]");
   int64_t hidden = 4096, ffn = 14336, experts = 8, topK = 2;

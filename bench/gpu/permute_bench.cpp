@@ -14,6 +14,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "BenchSupport.h"
+
 #include "moe/Runtime/CudaPermute.h"
 
 #include <cuda_runtime.h>
@@ -30,52 +32,16 @@ using namespace moe::rt;
 
 namespace {
 
-[[noreturn]] void die(const std::string &message) {
-  std::fprintf(stderr, "moe-permute-bench: %s\n", message.c_str());
-  std::exit(1);
-}
+using namespace moe::bench;
 
-void check(cudaError_t error, const char *what) {
-  if (error != cudaSuccess)
-    die(std::string(what) + ": " + cudaGetErrorString(error));
-}
-
-/// Median milliseconds of `launch` over the timed runs.
 double medianMilliseconds(const std::function<void()> &launch) {
-  constexpr int warmup = 5, timed = 50;
-  for (int i = 0; i < warmup; ++i)
-    launch();
-  check(cudaDeviceSynchronize(), "warm-up");
-  cudaEvent_t start, stop;
-  check(cudaEventCreate(&start), "cudaEventCreate");
-  check(cudaEventCreate(&stop), "cudaEventCreate");
-  std::vector<double> times;
-  for (int i = 0; i < timed; ++i) {
-    check(cudaEventRecord(start), "cudaEventRecord");
-    launch();
-    check(cudaEventRecord(stop), "cudaEventRecord");
-    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
-    times.push_back(ms);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
-
-int64_t parseSize(const char *text, const char *name) {
-  char *end = nullptr;
-  long long value = std::strtoll(text, &end, 10);
-  if (*text == '\0' || *end != '\0' || value < 1)
-    die(std::string(name) + " must be a positive integer, got '" + text + "'");
-  return value;
+  return moe::bench::medianMilliseconds(launch, 5, 50);
 }
 
 } // namespace
 
 int main(int argc, char **argv) {
+  moe::bench::programName() = "moe-permute-bench";
   if (argc != 2 && argc != 6)
     die("usage: moe-permute-bench OUT.json [tokens hidden top_k experts]");
   int64_t tokens = 4096, hidden = 4096, topK = 2, experts = 8;
