@@ -6,7 +6,10 @@ onnxruntime.
     bench/partition_sweep.py [--bin build/bin] [--work build/sweep]
         [--out bench/results/partition_sweep.json] [--models REGEX]
 
-Plans: ep in {1, 2, 4, 8} x tp in {1, 2} x pp in {1, 2}, up to 8 ranks. Each
+Models: test/e2e/models.txt, plus the models onnxruntime cannot run on
+random inputs, against a model it can run with the same weights (REFERENCED
+below). Plans: ep in {1, 2, 4, 8} x tp in {1, 2} x pp in {1, 2}, up to 8
+ranks. Each
 case runs test/e2e/run_onnx_model.py (moe-compile --machine=cpu:N
 --plan=PLAN, then moe-run --ranks N or mpirun -np N, compared with
 onnxruntime within rtol 1e-4 / atol 1e-5; a partitioned run must also say
@@ -46,6 +49,24 @@ def models():
             dims = "batch=2,seq=4" if "seq=" in dims else (
                 "tokens=8" if "tokens=" in dims else dims)
             yield fields[0], dims, int_high
+
+
+# Models of the import test set that onnxruntime cannot run on random
+# inputs, each with the model onnxruntime runs for the reference instead:
+# the eager expert loops (the same weights as the batched_mm exports; the
+# loop runs only when every traced expert gets tokens) and ShardedMoE (not
+# in the CPU onnxruntime).
+REFERENCED = [
+    (f"ONNX/models/hf/{m}-eager-torchscript.onnx",
+     f"ONNX/models/hf/{m}-batched_mm-torchscript.onnx", "batch=2,seq=4", "128")
+    for m in ("mixtral", "qwen2_moe", "olmoe", "olmoe_top1", "deepseek_v3")
+] + [
+    ("ONNX/models/hf/mixtral-eager-torchscript-7of8.onnx",
+     "ONNX/models/hf/mixtral-batched_mm-torchscript.onnx", "batch=2,seq=4",
+     "128"),
+    ("ONNX/models/ort/sharded_moe_silu_top2.onnx",
+     "ONNX/models/ort/moe_silu_top2.onnx", "tokens=8", "8"),
+]
 
 
 def plans():
@@ -101,7 +122,9 @@ def main():
 
     cases = []
     start = time.time()
-    for model, dims, int_high in models():
+    runs = [(m, d, i, None) for m, d, i in models()] + [
+        (m, d, i, r) for m, r, d, i in REFERENCED]
+    for model, dims, int_high, reference in runs:
         if args.models and not re.search(args.models, model):
             continue
         for plan in plans():
@@ -112,6 +135,8 @@ def main():
                     continue
                 case = {"model": model, "dim_params": dims, "plan": text,
                         "ranks": ranks, "transport": transport}
+                if reference:
+                    case["onnxruntime_reference"] = reference
                 if transport == "mpi" and not have_mpirun:
                     case.update(outcome="skipped", reason="mpirun not found")
                     cases.append(case)
@@ -120,6 +145,9 @@ def main():
                            "--bin", args.bin, "--work",
                            os.path.join(args.work, f"{transport}-{ranks}"),
                            "--dim-params=" + dims, "--int-high", int_high]
+                if reference:
+                    command += ["--reference-model",
+                                os.path.join(REPO, "test", reference)]
                 if ranks > 1:
                     command += ["--plan", text,
                                 "--mpirun" if transport == "mpi" else "--ranks",
