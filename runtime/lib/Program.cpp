@@ -217,6 +217,13 @@ private:
       program.pipeline = pipeline;
       return Status::success();
     }
+    if (kind == "microbatches") {
+      if (w.size() != 2 || !parseInt(w[1], program.microbatches) ||
+          program.microbatches < 1 || program.microbatches > (1 << 20))
+        return error("expected 'microbatches <count>' with a count of 1 or "
+                     "more");
+      return Status::success();
+    }
     if (kind == "input") {
       InputDecl input;
       if (w.size() != 5 || !decodeName(w[2], input.name))
@@ -479,6 +486,8 @@ std::string moe::rt::printProgram(const Program &program) {
   if (program.pipeline)
     os << "pipeline " << encodeName(program.pipeline->grid) << " "
        << program.pipeline->axis << "\n";
+  if (program.microbatches > 1)
+    os << "microbatches " << program.microbatches << "\n";
   for (const InputDecl &input : program.inputs)
     os << "input " << input.id << " " << encodeName(input.name) << " "
        << typeText(input.type) << "\n";

@@ -21,6 +21,7 @@ constexpr const char *kProgram = R"(moe-program 1
 weights-dir ../models
 grid pp_ep_tp 2x1x2
 pipeline pp_ep_tp 0
+microbatches 4
 input 0 x f32 4x8
 weight 1 router.w f32 8x3 model.onnx 120 96
 weight 2 experts%20up f32 4x8x16 model.onnx.data 0 2048 slice 2x0x0 2x8x16
@@ -44,6 +45,7 @@ TEST(ProgramTest, ParsesEveryRecord) {
   ASSERT_TRUE(program.pipeline.has_value());
   EXPECT_EQ(program.pipeline->grid, "pp_ep_tp");
   EXPECT_EQ(program.pipeline->axis, 0);
+  EXPECT_EQ(program.microbatches, 4);
   ASSERT_EQ(program.inputs.size(), 1u);
   EXPECT_EQ(program.inputs[0].type.shape, (Shape{4, 8}));
   ASSERT_EQ(program.weights.size(), 2u);
@@ -118,6 +120,9 @@ INSTANTIATE_TEST_SUITE_P(
                    "bad.moe:3: grid 'g' is declared twice"},
         BadProgram{"moe-program 1\npipeline g\n",
                    "expected 'pipeline <grid> <axis>'"},
+        BadProgram{"moe-program 1\nmicrobatches 0\n",
+                   "expected 'microbatches <count>' with a count of 1 or "
+                   "more"},
         BadProgram{"moe-program 1\ninput 0 x f32 4\n", "has no outputs"}));
 
 TEST(NameEncodingTest, RoundTripsAnyBytes) {

@@ -63,7 +63,8 @@ options:
                           one extra run: one event per operation, pid = rank,
                           compute and communication on separate tracks
   --expert-load FILE      write tokens per expert of every MoE layer of the
-                          last run as JSON lines, with max / mean
+                          last run (of a program with micro-batches: of its
+                          last micro-batch) as JSON lines, with max / mean
   --help                  this text
 
 example:
@@ -172,8 +173,18 @@ int parseArgs(int argc, char **argv, Options &options) {
   return -1;
 }
 
-Tensor randomInput(const InputDecl &input, std::mt19937 &generator) {
-  Tensor values(DType::F64, input.type.shape);
+/// The shape of an input or output over a whole step: the program's shape
+/// with the first dimension times the micro-batches.
+Shape stepShape(const Program &program, Shape shape) {
+  if (!shape.empty())
+    shape[0] *= program.microbatches;
+  return shape;
+}
+
+Tensor randomInput(const Program &program, const InputDecl &input,
+                   std::mt19937 &generator) {
+  Shape shape = stepShape(program, input.type.shape);
+  Tensor values(DType::F64, shape);
   double *data = values.as<double>();
   bool isFloat =
       input.type.dtype == DType::F32 || input.type.dtype == DType::F64 ||
@@ -182,10 +193,66 @@ Tensor randomInput(const InputDecl &input, std::mt19937 &generator) {
   std::uniform_int_distribution<int> uniform(0, 7);
   for (int64_t i = 0; i < values.numElements(); ++i)
     data[i] = isFloat ? normal(generator) : uniform(generator);
-  Tensor tensor(input.type.dtype, input.type.shape);
+  Tensor tensor(input.type.dtype, shape);
   convert(values, tensor);
   return tensor;
 }
+
+/// Runs one step of the program: once, or once per micro-batch on its slice
+/// of the inputs with the outputs joined (every rank in the same order, so
+/// the pipeline stages overlap across micro-batches).
+class StepRunner {
+public:
+  StepRunner(Executor &executor, const std::vector<Tensor> &inputs)
+      : executor_(executor), inputs_(inputs) {
+    const Program &program = executor.program();
+    int64_t count = program.microbatches;
+    if (count == 1)
+      return;
+    slices_.resize(count);
+    for (const Tensor &input : inputs) {
+      int64_t rows = input.dim(0) / count;
+      size_t bytes = input.sizeInBytes() / count;
+      for (int64_t m = 0; m < count; ++m) {
+        Shape shape = input.shape();
+        shape[0] = rows;
+        Tensor slice(input.dtype(), shape);
+        std::memcpy(slice.data(),
+                    static_cast<const char *>(input.data()) + m * bytes, bytes);
+        slices_[m].push_back(std::move(slice));
+      }
+    }
+  }
+
+  Status run(std::vector<const Tensor *> &outputs,
+             std::vector<OpTiming> *timings = nullptr) {
+    if (slices_.empty())
+      return executor_.run(inputs_, outputs, timings);
+    std::vector<const Tensor *> parts;
+    for (size_t m = 0; m < slices_.size(); ++m) {
+      if (Status status = executor_.run(slices_[m], parts, timings); !status)
+        return status;
+      if (whole_.empty())
+        for (const Tensor *part : parts)
+          whole_.emplace_back(part->dtype(),
+                              stepShape(executor_.program(), part->shape()));
+      for (size_t i = 0; i < parts.size(); ++i)
+        std::memcpy(static_cast<char *>(whole_[i].data()) +
+                        m * parts[i]->sizeInBytes(),
+                    parts[i]->data(), parts[i]->sizeInBytes());
+    }
+    outputs.clear();
+    for (const Tensor &output : whole_)
+      outputs.push_back(&output);
+    return Status::success();
+  }
+
+private:
+  Executor &executor_;
+  const std::vector<Tensor> &inputs_;
+  std::vector<std::vector<Tensor>> slices_;
+  std::vector<Tensor> whole_;
+};
 
 /// Compares with numpy.allclose semantics; prints one line per output.
 bool compareOutput(const std::string &name, const Tensor &actual,
@@ -252,7 +319,7 @@ int64_t tokensPerRun(const Program &program) {
                  type.dtype == DType::BF16 || type.dtype == DType::F64;
   if (isFloat && !type.shape.empty() && type.shape.back() > 0)
     count /= type.shape.back();
-  return std::max<int64_t>(count, 1);
+  return std::max<int64_t>(count, 1) * program.microbatches;
 }
 
 /// Reads a .npy or ONNX TensorProto (.pb) file.
@@ -463,11 +530,16 @@ int runRank(const Options &options, const Program &program,
                   "'%s' of shape %s)\n",
                   size, communicator->transport(), loaded.grids[0].name.c_str(),
                   formatShape(loaded.grids[0].shape).c_str());
+    if (loaded.microbatches > 1)
+      std::printf("micro-batches: %lld per step (the program computes one; "
+                  "inputs are cut along their first dimension)\n",
+                  static_cast<long long>(loaded.microbatches));
   }
 
+  StepRunner step(*executor, inputs);
   std::vector<const Tensor *> outputs;
   for (int i = 0; i < options.warmup; ++i) {
-    status = executor->run(inputs, outputs);
+    status = step.run(outputs);
     if (!status) {
       return fail(status);
     }
@@ -479,7 +551,7 @@ int runRank(const Options &options, const Program &program,
     if (communicator && !(status = communicator->barrier()))
       return fail(status);
     auto start = std::chrono::steady_clock::now();
-    if (!(status = executor->run(inputs, outputs)))
+    if (!(status = step.run(outputs)))
       return fail(status);
     int64_t nanoseconds = std::chrono::duration_cast<std::chrono::nanoseconds>(
                               std::chrono::steady_clock::now() - start)
@@ -506,7 +578,7 @@ int runRank(const Options &options, const Program &program,
   if (!options.trace.empty()) {
     // A separate run, so recording does not disturb the latencies above.
     std::vector<OpTiming> timings;
-    status = executor->run(inputs, outputs, &timings);
+    status = step.run(outputs, &timings);
     if (!status) {
       return fail(status);
     }
@@ -629,16 +701,21 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < program.inputs.size(); ++i) {
     const InputDecl &decl = program.inputs[i];
     if (options.inputs.empty()) {
-      inputs.push_back(randomInput(decl, generator));
+      inputs.push_back(randomInput(program, decl, generator));
       continue;
     }
     Tensor tensor;
     status = readTensorFile(options.inputs[i], tensor);
-    if (status && tensor.shape() != decl.type.shape)
-      status =
-          Status::error("'" + options.inputs[i] + "' has shape " +
-                        formatShape(tensor.shape()) + " but input '" +
-                        decl.name + "' needs " + formatShape(decl.type.shape));
+    Shape needed = stepShape(program, decl.type.shape);
+    if (status && tensor.shape() != needed)
+      status = Status::error(
+          "'" + options.inputs[i] + "' has shape " +
+          formatShape(tensor.shape()) + " but input '" + decl.name +
+          "' needs " + formatShape(needed) +
+          (program.microbatches > 1
+               ? " (" + std::to_string(program.microbatches) +
+                     " micro-batches of " + formatShape(decl.type.shape) + ")"
+               : std::string()));
     if (status && tensor.dtype() != decl.type.dtype)
       status = Status::error(
           "'" + options.inputs[i] + "' holds " + dtypeName(tensor.dtype()) +

@@ -5,7 +5,7 @@
 // onnxruntime's [E, out, in] weights become [in, out] by a transpose; the
 // router MatMul and its bias move into the layer.
 // RELU: moe.weight @router_w : tensor<16x4xf32> storage = <"moe_relu_bias_top1.onnx", offset = {{[0-9]+}}, length = 256>
-// RELU: func.func @moe_relu_bias_top1(%[[X:.*]]: tensor<5x16xf32> {moe.name = "x"})
+// RELU: func.func @moe_relu_bias_top1(%[[X:.*]]: tensor<5x16xf32> {moe.dim_params = ["tokens", ""], moe.name = "x"})
 // RELU-DAG: %[[FC1:.*]] = moe.weight_ref @fc1_w : tensor<4x32x16xf32>
 // RELU-DAG: %[[FC2:.*]] = moe.weight_ref @fc2_w : tensor<4x16x32xf32>
 // RELU-DAG: %[[UP:.*]] = moe.transpose %[[FC1]] permutation = [0, 2, 1] : tensor<4x32x16xf32> -> tensor<4x16x32xf32>

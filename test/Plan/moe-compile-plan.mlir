@@ -6,16 +6,19 @@
 // TEXT: note: attention: 4 heads of width 8
 // TEXT: Plan for main_graph on cpu:4
 // TEXT: model: 2 layers (2 MoE), {{.*}} 8 x 64 tokens per step
-// On CPU ranks the search keeps to the plans the partitioner applies (ep x
-// tp inside the MoE layers, etp = tp), and the module is partitioned by the
-// winner: under a uniform load, ep=4 without tensor-parallel collectives.
-// TEXT: Chosen: pp=1 dp=1 tp=1 ep=4 etp=1 microbatches=1
+// On CPU ranks the search keeps to the plans the partitioner applies
+// (pipeline stages and micro-batches, ep x tp inside the MoE layers, etp =
+// tp), and the module is partitioned by the winner: here two stages of
+// ep=2 over 8 micro-batches, ahead of the same with tp=2 (tensor-parallel
+// collectives) and of one stage of ep=4.
+// TEXT: Chosen: pp=2 dp=1 tp=1 ep=2 etp=1 microbatches=8
 // TEXT: Runners-up
-// TEXT-NEXT: 2. pp=1 dp=1 tp=2 ep=2 etp=2 {{.*}} slower: tensor-parallel collectives
-// TEXT-NEXT: 3. pp=1 dp=1 tp=4 ep=1 etp=4
-// TEXT: module attributes {moe.plan = "pp=1 dp=1 tp=1 ep=4
-// TEXT: shard.grid @ep(shape = 4)
+// TEXT-NEXT: 2. pp=2 dp=1 tp=2 ep=1 etp=2 microbatches=8 {{.*}} slower: tensor-parallel collectives
+// TEXT-NEXT: 3. pp=1 dp=1 tp=1 ep=4 etp=1 microbatches=1
+// TEXT: module attributes {moe.plan = "pp=2 dp=1 tp=1 ep=2 etp=1 microbatches=8 extra_slots=0 stages=1,1"
+// TEXT: shard.grid @pp_ep_tp(shape = 2x2x1)
 // TEXT-COUNT-2: shard.all_gather
+// TEXT: moe.stage_transfer
 
 // For GPU machines the whole space is searched and reported.
 // RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=8xH200 --emit=mlir -o - 2>/dev/null | FileCheck %s --check-prefix=GPU
@@ -43,9 +46,9 @@
 // Uniform load drops nothing; under zipf:1 the two hottest experts get
 // 256/H_8 = 94.2 and 47.1 of a rank's 256 pairs, so each rank drops
 // 62.2 + 15.1 and the four 309.2.
-// RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=cpu:4 --plan=ep=4 --expert-load=uniform --capacity-factor=1.0 -o %t.moe 2>&1 | FileCheck %s --check-prefix=CAP-UNIFORM
+// RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=cpu:4 --plan="ep=4 microbatches=1" --expert-load=uniform --capacity-factor=1.0 -o %t.moe 2>&1 | FileCheck %s --check-prefix=CAP-UNIFORM
 // CAP-UNIFORM: capacity mode, MoE layer 0: capacity 32 pairs per expert on each of 4 expert-parallel ranks; at mean load under uniform, 0.0 of 1024 pairs (0.00 %) are dropped (a lower bound
-// RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=cpu:4 --plan=ep=4 --expert-load=zipf:1.0 --capacity-factor=1.0 --report=%t.cap.json -o %t.moe
+// RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=cpu:4 --plan="ep=4 microbatches=1" --expert-load=zipf:1.0 --capacity-factor=1.0 --report=%t.cap.json -o %t.moe
 // RUN: FileCheck %s --check-prefix=CAP-JSON < %t.cap.json
 // CAP-JSON: "capacity_mode": {
 // CAP-JSON: "capacity_factor": 1,
@@ -57,3 +60,13 @@
 // RUN: not moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --capacity-factor=nan -o %t.nan.moe 2>&1 | FileCheck %s --check-prefix=CAP-NAN
 // RUN: not test -e %t.nan.moe
 // CAP-NAN: moe-compile: --capacity-factor=nan must be a positive finite number
+
+// Micro-batches: the program computes one micro-batch (the first input's
+// symbolic batch dimension divided) and says how many make a step.
+// RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=4,seq=8 --machine=cpu:2 --plan="pp=2 microbatches=2" -o %t.mb.moe 2>&1 | FileCheck %s --check-prefix=MICRO
+// RUN: FileCheck %s --check-prefix=MICRO-PROGRAM < %t.mb.moe
+// MICRO: moe-compile: compiling one of 2 micro-batches
+// MICRO-PROGRAM: microbatches 2
+// MICRO-PROGRAM: input 0 input_ids i64 2x8
+// RUN: not moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=1,seq=8 --machine=cpu:2 --plan="pp=2 microbatches=2" -o %t.mb1.moe 2>&1 | FileCheck %s --check-prefix=MICRO-ONE
+// MICRO-ONE: microbatches=2 exceed the 1 sequences per data shard

@@ -99,6 +99,42 @@ llvm::cl::opt<double> capacityFactor(
 bool partitionByPlan = false;
 bool partitionsForMachine() { return partitionByPlan; }
 
+/// `module` imported again for one of `microbatches` micro-batches: the
+/// first input's first dimension, which must be a symbolic dimension bound
+/// with --dim-params, divided by the count. Null (after a message) when it
+/// cannot be.
+OwningOpRef<ModuleOp> importMicrobatch(ModuleOp module, MLIRContext &context,
+                                       const moe::ONNXImportOptions &options,
+                                       int64_t microbatches) {
+  auto functions = module.getOps<func::FuncOp>();
+  func::FuncOp function = *functions.begin();
+  auto names = function.getNumArguments()
+                   ? function.getArgAttrOfType<ArrayAttr>(0, "moe.dim_params")
+                   : ArrayAttr();
+  StringRef batch;
+  if (names && !names.empty())
+    if (auto name = dyn_cast<StringAttr>(names[0]))
+      batch = name.getValue();
+  auto bound = options.dimParams.find(batch);
+  if (batch.empty() || bound == options.dimParams.end()) {
+    llvm::errs() << "moe-compile: the plan splits each step into "
+                 << microbatches
+                 << " micro-batches along the first input's first dimension, "
+                    "which must be a symbolic dimension bound with "
+                    "--dim-params; pin microbatches=1 in --plan otherwise\n";
+    return nullptr;
+  }
+  if (bound->second % microbatches != 0) {
+    llvm::errs() << "moe-compile: " << batch << "=" << bound->second
+                 << " does not split into " << microbatches
+                 << " micro-batches\n";
+    return nullptr;
+  }
+  moe::ONNXImportOptions micro = options;
+  micro.dimParams[batch] = bound->second / microbatches;
+  return moe::importONNXFile(inputFile, context, micro);
+}
+
 /// Chooses a plan for the raised layers of `module`, records it on the
 /// module (moe.plan) and writes the report. Planning reads shapes only.
 LogicalResult planModule(ModuleOp module) {
@@ -138,10 +174,9 @@ LogicalResult planModule(ModuleOp module) {
     moe::plan::PlanConstraints &pinned = options.pinned;
     pinned.dp = pinned.dp.value_or(1);
     pinned.extraExpertSlots = pinned.extraExpertSlots.value_or(0);
-    pinned.microbatches = pinned.microbatches.value_or(1);
     llvm::errs() << "moe-compile: searching the plans the CPU partitioner "
-                    "applies: pipeline stages x ep x tp inside the MoE "
-                    "layers (dp and micro-batches 1, no extra slots unless "
+                    "applies: pipeline stages and micro-batches x ep x tp "
+                    "inside the MoE layers (dp 1, no extra slots unless "
                     "pinned)\n";
   }
   moe::plan::CostModelOptions costOptions;
@@ -200,7 +235,11 @@ LogicalResult planModule(ModuleOp module) {
   // a layer receives share_e * tokens * top_k pairs and keeps at most the
   // capacity. A partitioned layer applies the capacity on each of its ep
   // ranks to that rank's tokens, so the estimate is per rank, times ep.
-  int64_t capacityRanks = partitionsForMachine() ? plan->best.config.ep : 1;
+  // Each micro-batch is dispatched on its own, too.
+  int64_t capacityRanks =
+      partitionsForMachine()
+          ? plan->best.config.ep * plan->best.config.microbatches
+          : 1;
   llvm::json::Array capacityJSON;
   std::string capacityText;
   if (capacityFactor > 0.0) {
@@ -230,9 +269,13 @@ LogicalResult planModule(ModuleOp module) {
       std::string perRank =
           capacityRanks > 1
               ? llvm::formatv(" on each of {0} expert-parallel ranks",
-                              capacityRanks)
+                              plan->best.config.ep)
                     .str()
               : "";
+      if (capacityRanks > 1 && plan->best.config.microbatches > 1)
+        perRank += llvm::formatv(" and {0} micro-batches",
+                                 plan->best.config.microbatches)
+                       .str();
       capacityText += llvm::formatv(
           "capacity mode, MoE layer {0}: capacity {1} pairs per expert{6}; "
           "at mean load under {5}, {2:F1} of {3:F0} pairs ({4:F2} %) are "
@@ -330,23 +373,62 @@ int main(int argc, char **argv) {
                     "dropless routing)\n";
     return 1;
   }
-  if (!machine.empty() || capacityFactor > 0.0) {
-    // Plan and set capacities on the raised layers, before the lowering
-    // decomposes them.
+  // Plan and set capacities on the raised layers, before the lowering
+  // decomposes them.
+  auto raiseLayers = [&](ModuleOp raised) {
     PassManager raise(&context);
     raise.addPass(moe::createRaiseLayersPass());
-    if (failed(raise.run(*module)))
-      return 1;
+    if (failed(raise.run(raised)))
+      return failure();
     if (capacityFactor > 0.0)
-      module->walk([&](moe::LayerOp layer) {
+      raised->walk([&](moe::LayerOp layer) {
         layer.setCapacityFactorAttr(
             FloatAttr::get(Float64Type::get(&context), capacityFactor));
       });
-  }
+    return success();
+  };
+  if ((!machine.empty() || capacityFactor > 0.0) &&
+      failed(raiseLayers(*module)))
+    return 1;
+  int64_t microbatches = 1;
   if (!machine.empty()) {
     llvm::errs() << "moe-compile: planning for " << machine << "\n";
     if (failed(planModule(*module)))
       return 1;
+    if (partitionsForMachine()) {
+      auto plan = (*module)->getAttrOfType<StringAttr>("moe.plan");
+      llvm::Expected<moe::plan::PlanConstraints> parsed =
+          moe::plan::parsePlanString(plan.getValue());
+      if (!parsed) {
+        llvm::errs() << "moe-compile: " << toString(parsed.takeError()) << "\n";
+        return 1;
+      }
+      microbatches = parsed->microbatches.value_or(1);
+    }
+    if (microbatches > 1) {
+      // The program computes one micro-batch: import again with the first
+      // input's first (batch) dimension divided, and carry the plan over.
+      OwningOpRef<ModuleOp> micro =
+          importMicrobatch(*module, context, options, microbatches);
+      if (!micro || failed(raiseLayers(*micro)))
+        return 1;
+      (*micro)->setAttr("moe.plan", (*module)->getAttr("moe.plan"));
+      SmallVector<moe::LayerOp> planned, fresh;
+      module->walk([&](moe::LayerOp layer) { planned.push_back(layer); });
+      micro->walk([&](moe::LayerOp layer) { fresh.push_back(layer); });
+      if (planned.size() != fresh.size()) {
+        llvm::errs() << "moe-compile: the micro-batch import has "
+                     << fresh.size() << " MoE layers, the model "
+                     << planned.size() << "\n";
+        return 1;
+      }
+      for (auto [from, to] : llvm::zip_equal(planned, fresh))
+        if (Attribute ranks = from->getAttr("moe.expert_ranks"))
+          to->setAttr("moe.expert_ranks", ranks);
+      module = std::move(micro);
+      llvm::errs() << "moe-compile: compiling one of " << microbatches
+                   << " micro-batches\n";
+    }
   } else if (planChoice != "auto" || !reportFile.empty()) {
     llvm::errs() << "moe-compile: --plan and --report need --machine\n";
     return 1;
@@ -381,6 +463,7 @@ int main(int argc, char **argv) {
     moe::rt::Program program;
     if (failed(moe::exportProgram(*functions.begin(), weightsDir, program)))
       return 1;
+    program.microbatches = microbatches;
     os << moe::rt::printProgram(program);
     llvm::errs() << "moe-compile: " << program.operations.size()
                  << " operations, " << program.weights.size() << " weights\n";

@@ -191,10 +191,12 @@ GraphImporter::convertValueType(const onnx::ValueInfoProto &info,
       names.push_back("");
       continue;
     }
+    // Symbolic dimensions keep their names (moe.dim_params), bound or not:
+    // moe-compile divides the batch by name for micro-batches.
     auto bound = options.dimParams.find(dim.dim_param());
     if (!dim.dim_param().empty() && bound != options.dimParams.end()) {
       shape.push_back(bound->second);
-      names.push_back("");
+      names.push_back(dim.dim_param());
       continue;
     }
     shape.push_back(ShapedType::kDynamic);

@@ -493,8 +493,9 @@ struct PartitionPass : public moe::impl::PartitionPassBase<PartitionPass> {
     mesh.pp = parsed->pp.value_or(1);
     mesh.ep = parsed->ep.value_or(1);
     mesh.tp = parsed->tp.value_or(1);
+    // Micro-batches change what one run of the program covers, not how it
+    // is split (moe-compile compiles one micro-batch, moe-run loops).
     check("dp", parsed->dp, 1);
-    check("microbatches", parsed->microbatches, 1);
     check("etp", parsed->expertTp, mesh.tp);
     check("extra_slots", parsed->extraExpertSlots, 0);
     if (!unsupported.empty()) {
@@ -503,8 +504,7 @@ struct PartitionPass : public moe::impl::PartitionPassBase<PartitionPass> {
                          << ", which the partitioner does not apply yet (it "
                             "applies pipeline stages and expert and tensor "
                             "parallelism inside MoE layers: pp, ep and tp "
-                            "with etp = tp, dp and micro-batches 1, no extra "
-                            "expert slots)";
+                            "with etp = tp, dp 1, no extra expert slots)";
       return signalPassFailure();
     }
     if (mesh.pp * mesh.ep * mesh.tp == 1)

@@ -23,6 +23,10 @@
 // stages: an operation with the integer attribute `moe.stage` runs only on
 // the ranks of that stage (moe.stage_transfer on its sender and receivers);
 // operations on weights and constants alone run wherever they are needed.
+// A `microbatches M` record says the program computes one of M micro-batches
+// of a step: moe-run cuts every input along its first dimension into M
+// pieces, runs the program on each in turn (pipeline stages overlap across
+// micro-batches) and joins the outputs along their first dimension.
 //
 // Values are numbered; every value is defined once, before it is used. An
 // operation lists its results as `id:dtype:shape` and its operands in the
@@ -103,6 +107,7 @@ struct Program {
   std::string weightsDir = ".";
   std::vector<GridDecl> grids;
   std::optional<PipelineDecl> pipeline;
+  int64_t microbatches = 1;
   std::vector<InputDecl> inputs;
   std::vector<WeightDecl> weights;
   std::vector<ConstDecl> constants;

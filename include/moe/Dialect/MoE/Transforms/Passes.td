@@ -96,8 +96,9 @@ def PartitionPass : Pass<"moe-partition", "::mlir::ModuleOp"> {
     so every rank ends with the whole outputs. The function records the grid
     and axis of the stages (`moe.pipeline_grid`, `moe.pipeline_axis`).
 
-    Plans with data parallelism, micro-batches or replicated experts are
-    rejected. So is a layer whose token or expert count `ep` does not
+    Micro-batches do not change the partition: moe-compile compiles one
+    micro-batch and moe-run runs them in turn. Plans with data parallelism
+    or replicated experts are rejected. So is a layer whose token or expert count `ep` does not
     divide, or whose intermediate sizes `tp` does not divide, and a plan
     with more stages than MoE layers.
   }];
