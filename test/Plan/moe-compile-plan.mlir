@@ -7,18 +7,18 @@
 // TEXT: Plan for main_graph on cpu:4
 // TEXT: model: 2 layers (2 MoE), {{.*}} 8 x 64 tokens per step
 // On CPU ranks the search keeps to the plans the partitioner applies
-// (pipeline stages and micro-batches, ep x tp inside the MoE layers, etp =
-// tp), and the module is partitioned by the winner: here two stages of
-// ep=2 over 8 micro-batches, ahead of the same with tp=2 (tensor-parallel
-// collectives) and of one stage of ep=4.
-// TEXT: Chosen: pp=2 dp=1 tp=1 ep=2 etp=1 microbatches=8
+// (pipeline stages and micro-batches, data-parallel replicas, ep x tp
+// inside the MoE layers with etp = tp), and the module is partitioned by
+// the winner: for 8 sequences on 4 ranks, 4 replicas (nothing computed
+// twice, no exchange), ahead of 2 stages of 2 replicas (the bubble).
+// TEXT: Chosen: pp=1 dp=4 tp=1 ep=1 etp=1 microbatches=1
 // TEXT: Runners-up
-// TEXT-NEXT: 2. pp=2 dp=1 tp=2 ep=1 etp=2 microbatches=8 {{.*}} slower: tensor-parallel collectives
-// TEXT-NEXT: 3. pp=1 dp=1 tp=1 ep=4 etp=1 microbatches=1
-// TEXT: module attributes {moe.plan = "pp=2 dp=1 tp=1 ep=2 etp=1 microbatches=8 extra_slots=0 stages=1,1"
-// TEXT: shard.grid @pp_ep_tp(shape = 2x2x1)
-// TEXT-COUNT-2: shard.all_gather
-// TEXT: moe.stage_transfer
+// TEXT-NEXT: 2. pp=2 dp=2 tp=1 ep=1 etp=1 microbatches=4 {{.*}} slower: pipeline bubble
+// TEXT: module attributes {moe.plan = "pp=1 dp=4 tp=1 ep=1 etp=1 microbatches=1 extra_slots=0"
+// TEXT: shard.grid @pp_dp_ep_tp(shape = 1x4x1x1)
+// TEXT: func.func @main_graph(%{{.*}}: tensor<8x64xi64>
+// TEXT: shard.all_slice %{{.*}} on @pp_dp_ep_tp grid_axes = [1] slice_axis = 0 : tensor<8x64xi64> -> tensor<2x64xi64>
+// TEXT: shard.all_gather %{{.*}} on @pp_dp_ep_tp grid_axes = [1] gather_axis = 0 : tensor<2x64x128xf32> -> tensor<8x64x128xf32>
 
 // For GPU machines the whole space is searched and reported.
 // RUN: moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx --dim-params=batch=8,seq=64 --machine=8xH200 --emit=mlir -o - 2>/dev/null | FileCheck %s --check-prefix=GPU

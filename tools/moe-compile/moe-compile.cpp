@@ -99,13 +99,13 @@ llvm::cl::opt<double> capacityFactor(
 bool partitionByPlan = false;
 bool partitionsForMachine() { return partitionByPlan; }
 
-/// `module` imported again for one of `microbatches` micro-batches: the
-/// first input's first dimension, which must be a symbolic dimension bound
-/// with --dim-params, divided by the count. Null (after a message) when it
-/// cannot be.
+/// `module` imported again for one of `pieces` pieces of the batch (the
+/// micro-batches of each data-parallel replica): the first input's first
+/// dimension, which must be a symbolic dimension bound with --dim-params,
+/// divided by the count. Null (after a message) when it cannot be.
 OwningOpRef<ModuleOp> importMicrobatch(ModuleOp module, MLIRContext &context,
                                        const moe::ONNXImportOptions &options,
-                                       int64_t microbatches) {
+                                       int64_t pieces) {
   auto functions = module.getOps<func::FuncOp>();
   func::FuncOp function = *functions.begin();
   auto names = function.getNumArguments()
@@ -117,21 +117,21 @@ OwningOpRef<ModuleOp> importMicrobatch(ModuleOp module, MLIRContext &context,
       batch = name.getValue();
   auto bound = options.dimParams.find(batch);
   if (batch.empty() || bound == options.dimParams.end()) {
-    llvm::errs() << "moe-compile: the plan splits each step into "
-                 << microbatches
-                 << " micro-batches along the first input's first dimension, "
-                    "which must be a symbolic dimension bound with "
-                    "--dim-params; pin microbatches=1 in --plan otherwise\n";
+    llvm::errs() << "moe-compile: the plan splits each step into " << pieces
+                 << " pieces (micro-batches x data-parallel replicas) along "
+                    "the first input's first dimension, which must be a "
+                    "symbolic dimension bound with --dim-params; pin "
+                    "microbatches=1 dp=1 in --plan otherwise\n";
     return nullptr;
   }
-  if (bound->second % microbatches != 0) {
+  if (bound->second % pieces != 0) {
     llvm::errs() << "moe-compile: " << batch << "=" << bound->second
-                 << " does not split into " << microbatches
-                 << " micro-batches\n";
+                 << " does not split into " << pieces
+                 << " pieces (micro-batches x data-parallel replicas)\n";
     return nullptr;
   }
   moe::ONNXImportOptions micro = options;
-  micro.dimParams[batch] = bound->second / microbatches;
+  micro.dimParams[batch] = bound->second / pieces;
   return moe::importONNXFile(inputFile, context, micro);
 }
 
@@ -172,12 +172,11 @@ LogicalResult planModule(ModuleOp module) {
     // model keeps etp = tp); a choice pinned by hand stays, and the
     // partitioner names what it cannot apply.
     moe::plan::PlanConstraints &pinned = options.pinned;
-    pinned.dp = pinned.dp.value_or(1);
     pinned.extraExpertSlots = pinned.extraExpertSlots.value_or(0);
     llvm::errs() << "moe-compile: searching the plans the CPU partitioner "
-                    "applies: pipeline stages and micro-batches x ep x tp "
-                    "inside the MoE layers (dp 1, no extra slots unless "
-                    "pinned)\n";
+                    "applies: pipeline stages and micro-batches x "
+                    "data-parallel replicas x ep x tp inside the MoE layers "
+                    "(no extra slots unless pinned)\n";
   }
   moe::plan::CostModelOptions costOptions;
   if (partitionsForMachine())
@@ -390,7 +389,7 @@ int main(int argc, char **argv) {
   if ((!machine.empty() || capacityFactor > 0.0) &&
       failed(raiseLayers(*module)))
     return 1;
-  int64_t microbatches = 1;
+  int64_t microbatches = 1, replicas = 1;
   if (!machine.empty()) {
     llvm::errs() << "moe-compile: planning for " << machine << "\n";
     if (failed(planModule(*module)))
@@ -404,12 +403,14 @@ int main(int argc, char **argv) {
         return 1;
       }
       microbatches = parsed->microbatches.value_or(1);
+      replicas = parsed->dp.value_or(1);
     }
-    if (microbatches > 1) {
-      // The program computes one micro-batch: import again with the first
-      // input's first (batch) dimension divided, and carry the plan over.
+    if (microbatches * replicas > 1) {
+      // The program computes one micro-batch of one replica: import again
+      // with the first input's first (batch) dimension divided, and carry
+      // the plan over (the partitioner takes the replicas' inputs apart).
       OwningOpRef<ModuleOp> micro =
-          importMicrobatch(*module, context, options, microbatches);
+          importMicrobatch(*module, context, options, microbatches * replicas);
       if (!micro || failed(raiseLayers(*micro)))
         return 1;
       (*micro)->setAttr("moe.plan", (*module)->getAttr("moe.plan"));
@@ -426,8 +427,9 @@ int main(int argc, char **argv) {
         if (Attribute ranks = from->getAttr("moe.expert_ranks"))
           to->setAttr("moe.expert_ranks", ranks);
       module = std::move(micro);
-      llvm::errs() << "moe-compile: compiling one of " << microbatches
-                   << " micro-batches\n";
+      if (microbatches > 1)
+        llvm::errs() << "moe-compile: compiling one of " << microbatches
+                     << " micro-batches\n";
     }
   } else if (planChoice != "auto" || !reportFile.empty()) {
     llvm::errs() << "moe-compile: --plan and --report need --machine\n";

@@ -1,7 +1,7 @@
 // RUN: moe-opt %s -moe-partition="plan=ep=2" -split-input-file -verify-diagnostics | FileCheck %s
-// RUN: not moe-opt %s --moe-partition='plan="ep=2 dp=2"' -split-input-file 2>&1 | FileCheck %s --check-prefix=DP
+// RUN: not moe-opt %s --moe-partition='plan="ep=2 extra_slots=1"' -split-input-file 2>&1 | FileCheck %s --check-prefix=SLOTS
 // RUN: not moe-opt %s --moe-partition -split-input-file 2>&1 | FileCheck %s --check-prefix=NO-PLAN
-// DP: error: plan "ep=2 dp=2" needs dp=2, which the partitioner does not apply yet
+// SLOTS: error: plan "ep=2 extra_slots=1" needs extra_slots=1, which the partitioner does not apply yet
 // NO-PLAN: error: moe-partition needs a plan: pass plan="ep=N" or plan the module first (moe-compile --machine)
 
 // Dropless expert parallelism over 2 ranks: the collectives land around the

@@ -39,25 +39,32 @@ constexpr StringLiteral kExpertRanksAttr = "moe.expert_ranks";
 /// expert).
 constexpr StringLiteral kExpertOrderAttr = "expert_order";
 
-/// The grid the module is partitioned on: `pp` pipeline stages of `ep`
-/// expert-parallel rows of `tp` tensor-parallel ranks, rank =
-/// (s * ep + e) * tp + t. Only the axes in use appear: @ep, @ep_tp
-/// (ep x tp) or @pp_ep_tp (pp x ep x tp).
+/// The grid the module is partitioned on: `pp` pipeline stages of `dp`
+/// data-parallel replicas of `ep` expert-parallel rows of `tp`
+/// tensor-parallel ranks, rank = ((s * dp + d) * ep + e) * tp + t (the cost
+/// model's order). Only the axes in use appear: @ep, @ep_tp (ep x tp),
+/// @pp_ep_tp (pp x ep x tp) or, with replicas, @pp_dp_ep_tp.
 struct Mesh {
   int64_t pp = 1;
+  int64_t dp = 1;
   int64_t ep = 1;
   int64_t tp = 1;
   StringRef grid() const {
+    if (dp > 1)
+      return "pp_dp_ep_tp";
     return pp > 1 ? "pp_ep_tp" : tp > 1 ? "ep_tp" : "ep";
   }
   SmallVector<int64_t> shape() const {
+    if (dp > 1)
+      return {pp, dp, ep, tp};
     if (pp > 1)
       return {pp, ep, tp};
     return tp > 1 ? SmallVector<int64_t>{ep, tp} : SmallVector<int64_t>{ep};
   }
   int16_t ppAxis() const { return 0; }
-  int16_t epAxis() const { return pp > 1 ? 1 : 0; }
-  int16_t tpAxis() const { return pp > 1 ? 2 : 1; }
+  int16_t dpAxis() const { return 1; }
+  int16_t epAxis() const { return dp > 1 ? 2 : pp > 1 ? 1 : 0; }
+  int16_t tpAxis() const { return dp > 1 ? 3 : pp > 1 ? 2 : 1; }
 };
 
 /// Builds the partitioned form of one layer.
@@ -461,6 +468,63 @@ LogicalResult assignStages(ModuleOp module, const Mesh &mesh,
   return success();
 }
 
+/// Data parallelism: the function was imported for one replica's share of
+/// the batch; it now takes the whole batch, each replica computing its
+/// share (every input sliced along its first dimension over the dp axis)
+/// and every rank ending with the whole outputs (gathered along their first
+/// dimension). Neither carries a stage: every rank runs them.
+LogicalResult splitReplicas(ModuleOp module, const Mesh &mesh) {
+  auto functions = llvm::to_vector(module.getOps<func::FuncOp>());
+  if (functions.size() != 1)
+    return module.emitError() << "data parallelism needs exactly one "
+                                 "function, found "
+                              << functions.size();
+  func::FuncOp function = functions.front();
+  Block &body = function.getBody().front();
+  auto whole = [&](Type type) -> FailureOr<RankedTensorType> {
+    auto tensor = dyn_cast<RankedTensorType>(type);
+    if (!tensor || tensor.getRank() == 0 || tensor.isDynamicDim(0))
+      return failure();
+    SmallVector<int64_t> shape(tensor.getShape());
+    shape[0] *= mesh.dp;
+    return RankedTensorType::get(shape, tensor.getElementType());
+  };
+  OpBuilder builder = OpBuilder::atBlockBegin(&body);
+  SmallVector<Type> inputs, results;
+  for (BlockArgument argument : body.getArguments()) {
+    Type share = argument.getType();
+    FailureOr<RankedTensorType> type = whole(share);
+    if (failed(type))
+      return function.emitOpError()
+             << "input " << argument.getArgNumber() << " (" << share
+             << ") has no static first dimension to split over " << mesh.dp
+             << " data-parallel replicas";
+    argument.setType(*type);
+    Value slice = shard::AllSliceOp::create(
+        builder, function.getLoc(), share, argument, mesh.grid(),
+        ArrayRef<int16_t>{mesh.dpAxis()}, 0);
+    argument.replaceAllUsesExcept(slice, slice.getDefiningOp());
+    inputs.push_back(*type);
+  }
+  Operation *terminator = body.getTerminator();
+  builder.setInsertionPoint(terminator);
+  for (OpOperand &operand : terminator->getOpOperands()) {
+    FailureOr<RankedTensorType> type = whole(operand.get().getType());
+    if (failed(type))
+      return function.emitOpError()
+             << "output " << operand.getOperandNumber()
+             << " has no static first dimension to gather over " << mesh.dp
+             << " data-parallel replicas";
+    Value gathered = shard::AllGatherOp::create(
+        builder, function.getLoc(), *type, mesh.grid(),
+        ArrayRef<int16_t>{mesh.dpAxis()}, operand.get(), APInt(64, 0));
+    operand.set(gathered);
+    results.push_back(*type);
+  }
+  function.setType(builder.getFunctionType(inputs, results));
+  return success();
+}
+
 struct PartitionPass : public moe::impl::PartitionPassBase<PartitionPass> {
   using PartitionPassBase::PartitionPassBase;
 
@@ -491,23 +555,24 @@ struct PartitionPass : public moe::impl::PartitionPassBase<PartitionPass> {
     };
     Mesh mesh;
     mesh.pp = parsed->pp.value_or(1);
+    mesh.dp = parsed->dp.value_or(1);
     mesh.ep = parsed->ep.value_or(1);
     mesh.tp = parsed->tp.value_or(1);
     // Micro-batches change what one run of the program covers, not how it
     // is split (moe-compile compiles one micro-batch, moe-run loops).
-    check("dp", parsed->dp, 1);
     check("etp", parsed->expertTp, mesh.tp);
     check("extra_slots", parsed->extraExpertSlots, 0);
     if (!unsupported.empty()) {
       module.emitError() << "plan \"" << text << "\" needs "
                          << llvm::join(unsupported, ", ")
                          << ", which the partitioner does not apply yet (it "
-                            "applies pipeline stages and expert and tensor "
-                            "parallelism inside MoE layers: pp, ep and tp "
-                            "with etp = tp, dp 1, no extra expert slots)";
+                            "applies pipeline stages, data-parallel "
+                            "replicas, and expert and tensor parallelism "
+                            "inside MoE layers: pp, dp, ep and tp with etp = "
+                            "tp, no extra expert slots)";
       return signalPassFailure();
     }
-    if (mesh.pp * mesh.ep * mesh.tp == 1)
+    if (mesh.pp * mesh.dp * mesh.ep * mesh.tp == 1)
       return;
 
     SmallVector<LayerOp> layers;
@@ -562,6 +627,8 @@ struct PartitionPass : public moe::impl::PartitionPassBase<PartitionPass> {
     }
     if (mesh.pp > 1 &&
         failed(assignStages(module, mesh, layerEnds, stageOfLayer)))
+      return signalPassFailure();
+    if (mesh.dp > 1 && failed(splitReplicas(module, mesh)))
       return signalPassFailure();
   }
 };

@@ -33,8 +33,9 @@ def DecomposeLayersPass : Pass<"moe-decompose-layers"> {
 }
 
 def PartitionPass : Pass<"moe-partition", "::mlir::ModuleOp"> {
-  let summary = "Applies a parallel plan: pipeline stages, and every "
-                "moe.layer split over expert- and tensor-parallel ranks.";
+  let summary = "Applies a parallel plan: pipeline stages, data-parallel "
+                "replicas, and every moe.layer split over expert- and "
+                "tensor-parallel ranks.";
   let description = [{
     Reads the plan from the `plan` option or, when it is empty, from the
     module's `moe.plan` attribute (which `moe-compile --machine` sets), in
@@ -96,9 +97,15 @@ def PartitionPass : Pass<"moe-partition", "::mlir::ModuleOp"> {
     so every rank ends with the whole outputs. The function records the grid
     and axis of the stages (`moe.pipeline_grid`, `moe.pipeline_axis`).
 
+    With `dp > 1` the grid is `@pp_dp_ep_tp(shape = pp x dp x ep x tp)`:
+    the function, imported for one replica's share of the batch, takes the
+    whole batch; every input is `shard.all_slice`d along its first
+    dimension over the replicas (grid axis 1) and every output
+    `shard.all_gather`ed back, on every rank.
+
     Micro-batches do not change the partition: moe-compile compiles one
-    micro-batch and moe-run runs them in turn. Plans with data parallelism
-    or replicated experts are rejected. So is a layer whose token or expert count `ep` does not
+    micro-batch and moe-run runs them in turn. Plans with replicated experts
+    are rejected. So is a layer whose token or expert count `ep` does not
     divide, or whose intermediate sizes `tp` does not divide, and a plan
     with more stages than MoE layers.
   }];
