@@ -506,10 +506,6 @@ CostModel::checkConfig(const ParallelConfig &config) const {
     if (layer.expertInter % config.expertTp != 0)
       return indivisible("expert inter", layer.expertInter, "etp",
                          config.expertTp);
-    // The token-split layout (moe-partition) gives every expert rank the
-    // same number of experts, each held once.
-    if (tokenSplit && layer.numExperts % config.ep != 0)
-      return indivisible("experts", layer.numExperts, "ep", config.ep);
   }
   if (tokenSplit && config.expertTp != config.tp)
     return shape(formatv("etp={0} differs from tp={1}: the token-split layout "

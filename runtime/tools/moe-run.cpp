@@ -409,14 +409,18 @@ std::string expertLoadLines(const Executor &executor, int rank) {
     const Tensor &counts = executor.value(op.results[1]);
     // A partitioned dispatch may number the experts in the order the ranks
     // hold them; report by the model's expert numbers.
+    // A replicated expert has several slots: its counts add up.
     std::vector<int64_t> byExpert(counts.as<int64_t>(),
                                   counts.as<int64_t>() + counts.numElements());
     if (const std::vector<int64_t> *order = op.attrs.getArray("expert_order");
         order && order->size() == byExpert.size()) {
-      for (size_t position = 0; position < order->size(); ++position)
-        if ((*order)[position] >= 0 &&
-            (*order)[position] < static_cast<int64_t>(byExpert.size()))
-          byExpert[(*order)[position]] = counts.as<int64_t>()[position];
+      int64_t experts = 0;
+      for (int64_t expert : *order)
+        experts = std::max(experts, expert + 1);
+      byExpert.assign(experts, 0);
+      for (size_t slot = 0; slot < order->size(); ++slot)
+        if ((*order)[slot] >= 0)
+          byExpert[(*order)[slot]] += counts.as<int64_t>()[slot];
     }
     std::string list;
     int64_t total = 0, maximum = 0;

@@ -176,7 +176,8 @@ LogicalResult planModule(ModuleOp module) {
     llvm::errs() << "moe-compile: searching the plans the CPU partitioner "
                     "applies: pipeline stages and micro-batches x "
                     "data-parallel replicas x ep x tp inside the MoE layers "
-                    "(no extra slots unless pinned)\n";
+                    "(no replicated experts unless extra_slots is "
+                    "pinned)\n";
   }
   moe::plan::CostModelOptions costOptions;
   if (partitionsForMachine())
@@ -216,18 +217,30 @@ LogicalResult planModule(ModuleOp module) {
              << " MoE layers but the module has " << layers.size();
     for (auto [layer, placed] :
          llvm::zip_equal(layers, plan->best.placements)) {
-      SmallVector<int64_t> ranksOfExpert;
-      for (const std::vector<int64_t> &ranks :
-           placed.placement->ranksOfExpert) {
-        if (ranks.size() != 1)
-          return layer.emitOpError()
-                 << "the plan replicates an expert, which the partitioner "
-                    "does not apply";
-        ranksOfExpert.push_back(ranks.front());
+      const moe::plan::ExpertPlacement &placement = *placed.placement;
+      bool simple = true;
+      for (const std::vector<int64_t> &ranks : placement.ranksOfExpert)
+        simple = simple && ranks.size() == 1;
+      for (const std::vector<int64_t> &experts : placement.expertsOnRank)
+        simple = simple &&
+                 static_cast<int64_t>(experts.size()) == placement.slotsPerRank;
+      if (simple) {
+        SmallVector<int64_t> ranksOfExpert;
+        for (const std::vector<int64_t> &ranks : placement.ranksOfExpert)
+          ranksOfExpert.push_back(ranks.front());
+        layer->setAttr(
+            "moe.expert_ranks",
+            DenseI64ArrayAttr::get(module.getContext(), ranksOfExpert));
+        continue;
       }
-      layer->setAttr(
-          "moe.expert_ranks",
-          DenseI64ArrayAttr::get(module.getContext(), ranksOfExpert));
+      // Replicated experts or empty slots: the expert of every slot.
+      SmallVector<int64_t> expertOfSlot;
+      for (const std::vector<int64_t> &experts : placement.expertsOnRank)
+        for (int64_t slot = 0; slot < placement.slotsPerRank; ++slot)
+          expertOfSlot.push_back(
+              slot < static_cast<int64_t>(experts.size()) ? experts[slot] : -1);
+      layer->setAttr("moe.expert_slots",
+                     DenseI64ArrayAttr::get(module.getContext(), expertOfSlot));
     }
   }
   // In capacity mode, what the assumed expert load would drop: expert e of

@@ -1,7 +1,7 @@
 // RUN: moe-opt %s -moe-partition="plan=ep=2" -split-input-file -verify-diagnostics | FileCheck %s
-// RUN: not moe-opt %s --moe-partition='plan="ep=2 extra_slots=1"' -split-input-file 2>&1 | FileCheck %s --check-prefix=SLOTS
+// RUN: not moe-opt %s --moe-partition='plan="ep=2 tp=2 etp=1"' -split-input-file 2>&1 | FileCheck %s --check-prefix=ETP
 // RUN: not moe-opt %s --moe-partition -split-input-file 2>&1 | FileCheck %s --check-prefix=NO-PLAN
-// SLOTS: error: plan "ep=2 extra_slots=1" needs extra_slots=1, which the partitioner does not apply yet
+// ETP: error: plan "ep=2 tp=2 etp=1" needs etp=1, which the partitioner does not apply yet
 // NO-PLAN: error: moe-partition needs a plan: pass plan="ep=N" or plan the module first (moe-compile --machine)
 
 // Dropless expert parallelism over 2 ranks: the collectives land around the
@@ -157,6 +157,45 @@ func.func @unbalanced_placement(%x: tensor<16x64xf32>, %wr: tensor<64x4xf32>,
   %y = moe.layer %x router(%wr) experts(up %wu down %wd)
       top_k = 1 score = softmax activation = relu
       {moe.expert_ranks = array<i64: 0, 0, 1, 0>}
+      : (tensor<16x64xf32>, tensor<64x4xf32>, tensor<4x64x128xf32>,
+         tensor<4x128x64xf32>) -> tensor<16x64xf32>
+  return %y : tensor<16x64xf32>
+}
+
+// -----
+
+// Replicated experts (moe.expert_slots, from a plan with extra slots):
+// 2 ranks of 3 slots for 4 experts, expert 0 on both ranks, slot 5 empty.
+// Each source rank sends expert 0's tokens to its own copy (rank r to copy
+// r mod 2), so the renumbering table is per rank: a [2, 4] constant sliced
+// by rank. Dispatch counts slots; each rank gathers its slots' weights (the
+// empty slot borrows expert 0's, and gets no rows).
+// CHECK-LABEL: func.func @replicated
+func.func @replicated(%x: tensor<16x64xf32>, %wr: tensor<64x4xf32>,
+    %wu: tensor<4x64x128xf32>, %wd: tensor<4x128x64xf32>) -> tensor<16x64xf32> {
+  // CHECK: %[[TABLE:.*]] = arith.constant dense<{{\[\[}}0, 1, 2, 4], [3, 1, 2, 4]]> : tensor<2x4xi64>
+  // CHECK-NEXT: %[[MINE:.*]] = shard.all_slice %[[TABLE]] on @ep grid_axes = [0] slice_axis = 0 : tensor<2x4xi64> -> tensor<1x4xi64>
+  // CHECK-NEXT: %[[ROW:.*]] = moe.reshape %[[MINE]] : (tensor<1x4xi64>) -> tensor<4xi64>
+  // CHECK-NEXT: %[[SLOT:.*]] = moe.gather %[[ROW]][%{{.*}}] axis = 0
+  // CHECK-NEXT: moe.dispatch %{{.*}}, %[[SLOT]] num_experts = 6 {expert_order = array<i64: 0, 1, 2, 0, 3, -1>}
+  // CHECK: arith.constant dense<[0, 1, 2, 0, 3, 0]> : tensor<6xi64>
+  // CHECK: moe.expert_ffn %{{.*}}, %{{.*}} up %{{.*}} down %{{.*}} activation = relu : (tensor<16x64xf32>, tensor<3xi64>, tensor<3x64x128xf32>, tensor<3x128x64xf32>)
+  %y = moe.layer %x router(%wr) experts(up %wu down %wd)
+      top_k = 1 score = softmax activation = relu
+      {moe.expert_slots = array<i64: 0, 1, 2, 0, 3, -1>}
+      : (tensor<16x64xf32>, tensor<64x4xf32>, tensor<4x64x128xf32>,
+         tensor<4x128x64xf32>) -> tensor<16x64xf32>
+  return %y : tensor<16x64xf32>
+}
+
+// -----
+
+func.func @slot_missing_expert(%x: tensor<16x64xf32>, %wr: tensor<64x4xf32>,
+    %wu: tensor<4x64x128xf32>, %wd: tensor<4x128x64xf32>) -> tensor<16x64xf32> {
+  // expected-error @+1 {{moe.expert_slots holds no copy of expert 3}}
+  %y = moe.layer %x router(%wr) experts(up %wu down %wd)
+      top_k = 1 score = softmax activation = relu
+      {moe.expert_slots = array<i64: 0, 1, 2, 0>}
       : (tensor<16x64xf32>, tensor<64x4xf32>, tensor<4x64x128xf32>,
          tensor<4x128x64xf32>) -> tensor<16x64xf32>
   return %y : tensor<16x64xf32>

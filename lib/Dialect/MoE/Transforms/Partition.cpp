@@ -34,6 +34,10 @@ namespace {
 
 /// On moe.layer: the expert-parallel rank of each expert, from the plan.
 constexpr StringLiteral kExpertRanksAttr = "moe.expert_ranks";
+/// On moe.layer, for placements that replicate experts or leave slots
+/// empty: the expert in each of the ep x S expert slots (rank r holds slots
+/// r*S .. r*S+S-1), -1 for an empty slot.
+constexpr StringLiteral kExpertSlotsAttr = "moe.expert_slots";
 /// On a partitioned moe.dispatch: the expert each of its positions stands
 /// for, when the experts are renumbered (moe-run --expert-load reports by
 /// expert).
@@ -93,7 +97,18 @@ private:
                  Value *recvCounts = nullptr);
   Value reshape(Value value, ArrayRef<int64_t> shape);
   Value sum(Value value, int64_t axis);
-  FailureOr<SmallVector<int64_t>> expertOrder(int64_t experts);
+  /// Where experts live: slots of ranks, and which slot each source rank
+  /// sends an expert's tokens to.
+  struct Slots {
+    int64_t perRank = 0;
+    /// The expert of each slot (-1: empty).
+    SmallVector<int64_t> expertOfSlot;
+    /// [source rank][expert] -> slot.
+    SmallVector<SmallVector<int64_t>> slotOf;
+    bool identity = false;
+    bool sameForEveryRank = true;
+  };
+  FailureOr<Slots> expertSlots(int64_t experts);
   /// `value` / tp: a bias added once per partial sum that the tensor-
   /// parallel all-reduce adds up.
   Value shareOverTensorParallel(Value value);
@@ -161,11 +176,66 @@ Value LayerPartitioner::shareOverTensorParallel(Value value) {
   return MulOp::create(builder, loc, type, value, share);
 }
 
-FailureOr<SmallVector<int64_t>> LayerPartitioner::expertOrder(int64_t experts) {
+FailureOr<LayerPartitioner::Slots>
+LayerPartitioner::expertSlots(int64_t experts) {
   int64_t ranks = mesh.ep;
+  Slots slots;
+  auto fromOrder = [&](ArrayRef<int64_t> order) {
+    slots.perRank = experts / ranks;
+    slots.expertOfSlot.assign(order.begin(), order.end());
+    SmallVector<int64_t> position(experts);
+    for (auto [slot, expert] : llvm::enumerate(order))
+      position[expert] = slot;
+    slots.slotOf.assign(ranks, position);
+    slots.identity = llvm::equal(order, llvm::seq<int64_t>(0, experts));
+  };
+  if (auto held = layer->getAttrOfType<DenseI64ArrayAttr>(kExpertSlotsAttr)) {
+    // Replicated experts: each source rank sends an expert's tokens to one
+    // of its copies, rank r to copy r mod copies, so the copies share the
+    // sources evenly.
+    int64_t total = static_cast<int64_t>(held.size());
+    if (total % ranks != 0 || total < experts)
+      return layer.emitOpError()
+             << kExpertSlotsAttr << " has " << total << " slots; expected a "
+             << "multiple of ep=" << ranks << " that holds every expert";
+    slots.perRank = total / ranks;
+    slots.expertOfSlot.assign(held.asArrayRef().begin(),
+                              held.asArrayRef().end());
+    SmallVector<SmallVector<int64_t>> copies(experts);
+    for (auto [slot, expert] : llvm::enumerate(held.asArrayRef())) {
+      if (expert < -1 || expert >= experts)
+        return layer.emitOpError() << kExpertSlotsAttr << " names expert "
+                                   << expert << " of " << experts;
+      if (expert >= 0)
+        copies[expert].push_back(slot);
+    }
+    for (auto [expert, where] : llvm::enumerate(copies))
+      if (where.empty())
+        return layer.emitOpError() << kExpertSlotsAttr << " holds no copy of "
+                                   << "expert " << expert;
+    slots.slotOf.assign(ranks, SmallVector<int64_t>(experts));
+    for (int64_t rank = 0; rank < ranks; ++rank)
+      for (int64_t expert = 0; expert < experts; ++expert)
+        slots.slotOf[rank][expert] =
+            copies[expert][rank % copies[expert].size()];
+    for (int64_t rank = 1; rank < ranks; ++rank)
+      slots.sameForEveryRank =
+          slots.sameForEveryRank && slots.slotOf[rank] == slots.slotOf[0];
+    slots.identity =
+        slots.sameForEveryRank && total == experts &&
+        llvm::equal(slots.expertOfSlot, llvm::seq<int64_t>(0, experts));
+    return slots;
+  }
+  if (experts % ranks != 0)
+    return layer.emitOpError()
+           << "has " << experts << " experts, which " << ranks
+           << " expert-parallel ranks cannot hold evenly; choose an ep that "
+              "divides the expert count";
   auto ranksOf = layer->getAttrOfType<DenseI64ArrayAttr>(kExpertRanksAttr);
-  if (!ranksOf)
-    return llvm::to_vector(llvm::seq<int64_t>(0, experts));
+  if (!ranksOf) {
+    fromOrder(llvm::to_vector(llvm::seq<int64_t>(0, experts)));
+    return slots;
+  }
   if (static_cast<int64_t>(ranksOf.size()) != experts)
     return layer.emitOpError()
            << kExpertRanksAttr << " has " << ranksOf.size()
@@ -185,7 +255,8 @@ FailureOr<SmallVector<int64_t>> LayerPartitioner::expertOrder(int64_t experts) {
   if (static_cast<int64_t>(order.size()) != experts)
     return layer.emitOpError() << kExpertRanksAttr << " names a rank outside "
                                << "[0, " << ranks << ")";
-  return order;
+  fromOrder(order);
+  return slots;
 }
 
 FailureOr<Value> LayerPartitioner::run() {
@@ -208,11 +279,6 @@ FailureOr<Value> LayerPartitioner::run() {
            << "has " << tokens << " tokens, which " << ranks
            << " expert-parallel ranks cannot share evenly; choose an ep "
               "that divides the token count";
-  if (experts % ranks != 0)
-    return layer.emitOpError()
-           << "has " << experts << " experts, which " << ranks
-           << " expert-parallel ranks cannot hold evenly; choose an ep that "
-              "divides the expert count";
   // Tensor parallelism splits every expert's intermediate columns (and the
   // shared experts').
   auto inter = [](Value weight) {
@@ -232,46 +298,66 @@ FailureOr<Value> LayerPartitioner::run() {
            << " tensor-parallel ranks cannot split evenly; choose a tp that "
               "divides it";
   int64_t localTokens = tokens / ranks;
-  int64_t localExperts = experts / ranks;
+
+  // The expert slots of the ranks, in rank order: rank r holds slots
+  // r*S .. r*S+S-1. The plan's placement (moe.expert_ranks, or
+  // moe.expert_slots when it replicates experts) or, without one,
+  // contiguous blocks of E/ep experts.
+  FailureOr<Slots> placement = expertSlots(experts);
+  if (failed(placement))
+    return failure();
+  bool contiguous = placement->identity;
+  int64_t localExperts = placement->perRank;
+  int64_t slots = ranks * localExperts;
 
   FailureOr<std::optional<int64_t>> capacity =
       layerCapacity(layer, localTokens);
   if (failed(capacity))
     return failure();
-
-  // The experts in the order the ranks hold them: rank r holds positions
-  // r*E/ep .. (r+1)*E/ep - 1. The plan's placement (moe.expert_ranks) or,
-  // without one, contiguous blocks.
-  FailureOr<SmallVector<int64_t>> order = expertOrder(experts);
-  if (failed(order))
-    return failure();
-  bool contiguous = llvm::equal(*order, llvm::seq<int64_t>(0, experts));
+  if (*capacity && slots != experts)
+    return layer.emitOpError()
+           << "replicates experts over " << slots
+           << " slots; capacity mode "
+              "with replicated experts is not supported (drop "
+              "--capacity-factor, or pin extra_slots=0)";
 
   Value localInput = slice(input, 0);
   RouterOp router = buildRouter(builder, layer, localInput);
   Value selected = router.getExperts();
   if (!contiguous) {
-    // Renumber the selected experts by their position in that order, so
-    // that dispatch groups each rank's experts together.
-    SmallVector<int64_t> position(experts);
-    for (auto [index, expert] : llvm::enumerate(*order))
-      position[expert] = index;
-    Value table = arith::ConstantOp::create(
-        builder, loc,
-        DenseElementsAttr::get(tensorType({experts}, indexType),
-                               ArrayRef<int64_t>(position)));
+    // Renumber the selected experts by the slot this rank sends them to,
+    // so that dispatch groups each rank's slots together.
+    Value table;
+    if (placement->sameForEveryRank) {
+      table = arith::ConstantOp::create(
+          builder, loc,
+          DenseElementsAttr::get(tensorType({experts}, indexType),
+                                 ArrayRef<int64_t>(placement->slotOf[0])));
+    } else {
+      SmallVector<int64_t> all;
+      for (const SmallVector<int64_t> &row : placement->slotOf)
+        all.append(row.begin(), row.end());
+      table = reshape(slice(arith::ConstantOp::create(
+                                builder, loc,
+                                DenseElementsAttr::get(
+                                    tensorType({ranks, experts}, indexType),
+                                    ArrayRef<int64_t>(all))),
+                            0),
+                      {experts});
+    }
     selected = GatherOp::create(builder, loc, selected.getType(), table,
                                 selected, builder.getI64IntegerAttr(0));
   }
-  int64_t dispatchRows = *capacity ? experts * **capacity : localTokens * topK;
+  int64_t dispatchRows = *capacity ? slots * **capacity : localTokens * topK;
   IntegerAttr capacityAttr =
       *capacity ? builder.getI64IntegerAttr(**capacity) : IntegerAttr();
   auto dispatch = DispatchOp::create(
       builder, loc, tensorType({dispatchRows, hidden}, floatType),
-      tensorType({experts}, indexType), tensorType({dispatchRows}, indexType),
-      localInput, selected, builder.getI64IntegerAttr(experts), capacityAttr);
+      tensorType({slots}, indexType), tensorType({dispatchRows}, indexType),
+      localInput, selected, builder.getI64IntegerAttr(slots), capacityAttr);
   if (!contiguous)
-    dispatch->setAttr(kExpertOrderAttr, builder.getDenseI64ArrayAttr(*order));
+    dispatch->setAttr(kExpertOrderAttr,
+                      builder.getDenseI64ArrayAttr(placement->expertOfSlot));
 
   // The rows of this rank's experts: received from the expert-parallel
   // peers, grouped by expert.
@@ -296,7 +382,7 @@ FailureOr<Value> LayerPartitioner::run() {
       Value counts = dispatch.getCounts();
       sendCounts = sum(reshape(counts, {ranks, localExperts}), 1);
       Value countsOfPeers =
-          allToAll(counts, indexConstant({ranks}, localExperts), experts);
+          allToAll(counts, indexConstant({ranks}, localExperts), slots);
       peerCounts = reshape(countsOfPeers, {ranks, localExperts});
       localCounts = sum(peerCounts, 0);
       // At most every token of the group, each to this rank's experts.
@@ -312,13 +398,18 @@ FailureOr<Value> LayerPartitioner::run() {
   // of the order (both evaluated once, when the program loads); then, with
   // tensor parallelism, its slice of their intermediate columns.
   Value ownedExperts;
-  if (!contiguous)
+  if (!contiguous) {
+    // An empty slot gets no rows; any expert's weights do for it.
+    SmallVector<int64_t> weightOfSlot;
+    for (int64_t expert : placement->expertOfSlot)
+      weightOfSlot.push_back(std::max<int64_t>(expert, 0));
     ownedExperts =
         slice(arith::ConstantOp::create(
                   builder, loc,
-                  DenseElementsAttr::get(tensorType({experts}, indexType),
-                                         ArrayRef<int64_t>(*order))),
+                  DenseElementsAttr::get(tensorType({slots}, indexType),
+                                         ArrayRef<int64_t>(weightOfSlot))),
               0);
+  }
   auto localExpertsOf = [&](Value weight) -> Value {
     if (!weight || contiguous)
       return slice(weight, 0);
@@ -561,7 +652,6 @@ struct PartitionPass : public moe::impl::PartitionPassBase<PartitionPass> {
     // Micro-batches change what one run of the program covers, not how it
     // is split (moe-compile compiles one micro-batch, moe-run loops).
     check("etp", parsed->expertTp, mesh.tp);
-    check("extra_slots", parsed->extraExpertSlots, 0);
     if (!unsupported.empty()) {
       module.emitError() << "plan \"" << text << "\" needs "
                          << llvm::join(unsupported, ", ")
@@ -569,7 +659,7 @@ struct PartitionPass : public moe::impl::PartitionPassBase<PartitionPass> {
                             "applies pipeline stages, data-parallel "
                             "replicas, and expert and tensor parallelism "
                             "inside MoE layers: pp, dp, ep and tp with etp = "
-                            "tp, no extra expert slots)";
+                            "tp)";
       return signalPassFailure();
     }
     if (mesh.pp * mesh.dp * mesh.ep * mesh.tp == 1)

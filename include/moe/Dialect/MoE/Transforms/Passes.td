@@ -66,7 +66,13 @@ def PartitionPass : Pass<"moe-partition", "::mlir::ModuleOp"> {
     attribute gives (the plan's placement; contiguous blocks without it).
     A placement that is not contiguous renumbers the selected experts by
     their position in that order (`moe.gather` of a constant table) and
-    records the order on the dispatch (`expert_order`). Everything outside
+    records the order on the dispatch (`expert_order`). A placement that
+    replicates hot experts or leaves slots empty (an expert count ep does
+    not divide) comes as `moe.expert_slots`: the expert of each of the
+    `ep x S` slots, -1 for an empty one; dispatch then counts slots, and
+    each source rank sends a replicated expert's tokens to copy
+    `rank mod copies` (a per-rank table). Capacity mode needs one slot per
+    expert. Everything outside
     MoE layers is computed on every rank. Received rows are held in buffers
     of the worst-case size (every token of the group on one rank); only the
     received rows are computed.
@@ -104,10 +110,10 @@ def PartitionPass : Pass<"moe-partition", "::mlir::ModuleOp"> {
     `shard.all_gather`ed back, on every rank.
 
     Micro-batches do not change the partition: moe-compile compiles one
-    micro-batch and moe-run runs them in turn. Plans with replicated experts
-    are rejected. So is a layer whose token or expert count `ep` does not
-    divide, or whose intermediate sizes `tp` does not divide, and a plan
-    with more stages than MoE layers.
+    micro-batch and moe-run runs them in turn. A layer whose token count
+    `ep` does not divide is rejected (so is its expert count, without
+    `moe.expert_slots`), as are intermediate sizes `tp` does not divide and
+    a plan with more stages than MoE layers.
   }];
   let options = [
     Option<"plan", "plan", "std::string", /*default=*/"\"\"",
