@@ -6,6 +6,9 @@
 
 #include "moe/Runtime/Executor.h"
 
+#include "ExpertMatrices.h"
+#include "KernelSupport.h"
+
 #include <algorithm>
 #include <cblas.h>
 #include <chrono>
@@ -25,6 +28,112 @@ double now() {
   return std::chrono::duration<double>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+/// Where the elements of a static value lie in a weight or constant: element
+/// (i_0, ..., i_r) at values[root] + offset + sum(i_d * strides[d]).
+struct StridedView {
+  int root = -1;
+  int64_t offset = 0;
+  Shape shape;
+  std::vector<int64_t> strides;
+};
+
+/// Follows `value` back through the static transposes, slices and
+/// all_slices that produced it to an f32 weight or constant. False when any
+/// step is something else; every view it builds stays inside its root.
+bool traceView(const Program &program, const std::vector<Tensor> &values,
+               const std::vector<bool> &isStatic, const KernelContext &context,
+               const std::vector<int> &producers, int value,
+               StridedView &view) {
+  if (value < 0 || !isStatic[value])
+    return false;
+  int producer = producers[value];
+  if (producer < 0) {
+    const Tensor &tensor = values[value];
+    if (tensor.dtype() != DType::F32 || !tensor.data())
+      return false;
+    view = {value, 0, tensor.shape(),
+            detail::contiguousStrides(tensor.shape())};
+    return true;
+  }
+  const Operation &op = program.operations[producer];
+  if (op.results.size() != 1 || op.operands.size() != 1 ||
+      !traceView(program, values, isStatic, context, producers, op.operands[0],
+                 view))
+    return false;
+  int64_t rank = static_cast<int64_t>(view.shape.size());
+  auto resolve = [&](int64_t axis, int64_t &resolved) {
+    resolved = axis < 0 ? axis + rank : axis;
+    return resolved >= 0 && resolved < rank;
+  };
+  if (op.op == "transpose") {
+    const std::vector<int64_t> *permutation = op.attrs.getArray("permutation");
+    if (!permutation || static_cast<int64_t>(permutation->size()) != rank)
+      return false;
+    StridedView permuted = view;
+    std::vector<bool> seen(rank, false);
+    for (int64_t d = 0; d < rank; ++d) {
+      int64_t from = (*permutation)[d];
+      if (from < 0 || from >= rank || seen[from])
+        return false;
+      seen[from] = true;
+      permuted.shape[d] = view.shape[from];
+      permuted.strides[d] = view.strides[from];
+    }
+    view = permuted;
+  } else if (op.op == "slice") {
+    const std::vector<int64_t> *starts = op.attrs.getArray("starts"),
+                               *ends = op.attrs.getArray("ends"),
+                               *axes = op.attrs.getArray("axes"),
+                               *steps = op.attrs.getArray("steps");
+    if (!starts || !ends || !axes || !steps || ends->size() != starts->size() ||
+        axes->size() != starts->size() || steps->size() != starts->size())
+      return false;
+    std::vector<bool> sliced(rank, false);
+    for (size_t i = 0; i < starts->size(); ++i) {
+      int64_t axis, first, count, step = (*steps)[i];
+      if (!resolve((*axes)[i], axis) || sliced[axis] || step <= 0)
+        return false;
+      sliced[axis] = true;
+      detail::sliceDim(view.shape[axis], (*starts)[i], (*ends)[i], step, first,
+                       count);
+      view.offset += first * view.strides[axis];
+      view.strides[axis] = count > 1 ? view.strides[axis] * step : 0;
+      view.shape[axis] = count;
+    }
+  } else if (op.op == "all_slice") {
+    std::vector<int64_t> gridAxes;
+    if (const std::vector<int64_t> *listed = op.attrs.getArray("grid_axes"))
+      gridAxes = *listed;
+    auto group =
+        context.groups.find(groupKey(op.attrs.getString("grid"), gridAxes));
+    int64_t axis;
+    if (group == context.groups.end() || !group->second ||
+        !op.attrs.has("slice_axis") ||
+        !resolve(op.attrs.getInt("slice_axis"), axis) ||
+        view.shape[axis] % group->second->size() != 0)
+      return false;
+    int64_t chunk = view.shape[axis] / group->second->size();
+    view.offset += group->second->rank() * chunk * view.strides[axis];
+    view.shape[axis] = chunk;
+  } else {
+    return false;
+  }
+  return view.shape == op.resultTypes[0].shape;
+}
+
+/// Drops the resident pages that lie wholly inside [data, data + bytes) of a
+/// private read-only file mapping (anything else is left alone: the
+/// executor only passes mapped weights).
+void dropPages(const void *data, size_t bytes) {
+  uintptr_t begin = reinterpret_cast<uintptr_t>(data);
+  uintptr_t end = begin + bytes;
+  uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  begin = (begin + page - 1) / page * page;
+  end = end / page * page;
+  if (end > begin)
+    ::madvise(reinterpret_cast<void *>(begin), end - begin, MADV_DONTNEED);
 }
 
 /// A read-only mapping of a whole weight file.
@@ -261,6 +370,79 @@ Status Executor::selectOperations(Communicator *world) {
   return Status::success();
 }
 
+struct Executor::PreparedFFN {
+  detail::PreparedExpertWeights weights;
+  /// The weights and constants the matrices are read from.
+  std::vector<int> roots;
+  /// Whether create() packs the matrices (then the roots are released).
+  bool pack = false;
+};
+
+Executor::~Executor() = default;
+
+void Executor::prepareExpertWeights() {
+  // Rows per expert from which packing pays off: below it (decoding) the
+  // experts' weights are read in place, touching only the experts in use.
+  constexpr int64_t packingRows = 8;
+  const Program &p = program_;
+  prepared_.clear();
+  prepared_.resize(p.operations.size());
+  std::vector<int> producers(p.numValues, -1);
+  for (size_t i = 0; i < p.operations.size(); ++i)
+    for (int result : p.operations[i].results)
+      producers[result] = static_cast<int>(i);
+  for (size_t i = 0; i < p.operations.size(); ++i) {
+    const Operation &op = p.operations[i];
+    if (op.op != "expert_ffn" || !runsHere_[i] ||
+        isStatic_[op.results.front()] || op.operands.size() < 5 ||
+        op.resultTypes[0].shape.size() != 2)
+      continue;
+    auto prepared = std::make_unique<PreparedFFN>();
+    detail::PreparedExpertWeights &weights = prepared->weights;
+    weights.gated = op.operands[2] >= 0;
+    detail::ExpertMatrices *targets[] = {&weights.gate, &weights.up,
+                                         &weights.down};
+    bool traced = true, blasCompatible = true, contiguousColumns = true;
+    for (int w = 0; w < 3 && traced; ++w) {
+      int value = op.operands[2 + w];
+      if (w == 0 && value < 0)
+        continue;
+      StridedView view;
+      traced =
+          traceView(p, values_, isStatic_, context_, producers, value, view) &&
+          view.shape.size() == 3 && numElements(view.shape) > 0;
+      if (!traced)
+        break;
+      detail::ExpertMatrices &matrices = *targets[w];
+      matrices.data = values_[view.root].as<float>() + view.offset;
+      matrices.experts = view.shape[0];
+      matrices.k = view.shape[1];
+      matrices.n = view.shape[2];
+      matrices.expertStride = view.strides[0];
+      matrices.kStride = view.strides[1];
+      matrices.nStride = view.strides[2];
+      blasCompatible = blasCompatible && matrices.blasCompatible();
+      contiguousColumns = contiguousColumns && matrices.nStride == 1;
+      if (std::find(prepared->roots.begin(), prepared->roots.end(),
+                    view.root) == prepared->roots.end())
+        prepared->roots.push_back(view.root);
+    }
+    if (!traced)
+      continue;
+    int64_t rows = op.resultTypes[0].shape[0];
+    bool manyRows = rows >= packingRows * weights.up.experts;
+    if (manyRows && context_.threads == 1 && detail::avx512KernelsAvailable()) {
+      prepared->pack = true;
+    } else if (!blasCompatible || (manyRows && !contiguousColumns)) {
+      // OpenBLAS multiplies by transposed (out-major) weights slower than
+      // by copies in its preferred layout (measured 47 vs 62 GFLOP/s for
+      // 32 rows): keep the copies the layout changes make.
+      continue;
+    }
+    prepared_[i] = std::move(prepared);
+  }
+}
+
 Status Executor::create(Program program, const std::string &programDirectory,
                         int threads, std::unique_ptr<Executor> &executor,
                         Communicator *world) {
@@ -323,6 +505,43 @@ Status Executor::create(Program program, const std::string &programDirectory,
   }
   if (Status status = self.selectOperations(world); !status)
     return status;
+  self.prepareExpertWeights();
+
+  // Operands as this rank reads them: a prepared expert_ffn reads its
+  // weights' roots (when it packs them, once, at load).
+  auto operandsOf = [&](size_t i) {
+    std::vector<int> operands = p.operations[i].operands;
+    if (const auto &prepared = self.prepared_[i]) {
+      for (int weight : {2, 3, 4})
+        operands[weight] = -1;
+      operands.insert(operands.end(), prepared->roots.begin(),
+                      prepared->roots.end());
+    }
+    return operands;
+  };
+  // Static operations whose results nobody reads (the layout changes a
+  // prepared expert_ffn replaced) do not run. Program order is topological,
+  // so one backward sweep finds them.
+  std::vector<bool> isOutput(p.numValues, false);
+  for (const OutputDecl &output : p.outputs)
+    isOutput[output.id] = true;
+  std::vector<int> readers(p.numValues, 0);
+  for (size_t i = p.operations.size(); i-- > 0;) {
+    const Operation &op = p.operations[i];
+    if (!self.runsHere_[i])
+      continue;
+    bool unread = self.isStatic_[op.results.front()];
+    for (int result : op.results)
+      unread = unread && !isOutput[result] && readers[result] == 0;
+    if (unread) {
+      self.runsHere_[i] = false;
+      continue;
+    }
+    for (int operand : operandsOf(i))
+      if (operand >= 0)
+        ++readers[operand];
+  }
+
   // A static value is kept when runs read it; otherwise it is released right
   // after its last static use, so the copies made while changing layouts
   // (and the mapped pages they were read from) never pile up.
@@ -332,11 +551,13 @@ Status Executor::create(Program program, const std::string &programDirectory,
     const Operation &op = p.operations[i];
     if (!self.runsHere_[i])
       continue;
-    bool isStatic = self.isStatic_[op.results.front()];
-    for (int operand : op.operands) {
+    // Packing reads the roots at load, like a static operation.
+    bool readsAtLoad = self.isStatic_[op.results.front()] ||
+                       (self.prepared_[i] && self.prepared_[i]->pack);
+    for (int operand : operandsOf(i)) {
       if (operand < 0)
         continue;
-      if (isStatic)
+      if (readsAtLoad)
         ++staticUses[operand];
       else
         needed[operand] = true;
@@ -350,17 +571,12 @@ Status Executor::create(Program program, const std::string &programDirectory,
     auto view = self.weightViews_.find(value);
     if (view != self.weightViews_.end()) {
       // Drop the resident pages of a mapped weight nobody reads any more.
-      uintptr_t begin = reinterpret_cast<uintptr_t>(view->second.first);
-      uintptr_t end = begin + view->second.second;
-      uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-      begin = (begin + page - 1) / page * page;
-      end = end / page * page;
-      if (end > begin)
-        ::madvise(reinterpret_cast<void *>(begin), end - begin, MADV_DONTNEED);
+      dropPages(view->second.first, view->second.second);
       self.weightViews_.erase(view);
     }
     self.values_[value] = Tensor();
   };
+  int64_t packedBytes = 0;
   for (size_t i = 0; i < p.operations.size(); ++i) {
     const Operation &op = p.operations[i];
     // Another stage's operations need no buffers here.
@@ -369,10 +585,51 @@ Status Executor::create(Program program, const std::string &programDirectory,
     for (size_t r = 0; r < op.results.size(); ++r)
       if (Status status = allocate(op.results[r], op.resultTypes[r]); !status)
         return status;
+    if (PreparedFFN *prepared = self.prepared_[i].get();
+        prepared && prepared->pack) {
+      std::vector<detail::ExpertMatrices *> matrices;
+      for (detail::ExpertMatrices *m :
+           {&prepared->weights.gate, &prepared->weights.up,
+            &prepared->weights.down}) {
+        if (!m->data)
+          continue;
+        if (Status status = m->allocatePacked("expert_ffn"); !status)
+          return Status::error("line " + std::to_string(op.line) +
+                               " (expert_ffn): " + status.message);
+        packedBytes += m->packed.sizeInBytes();
+        matrices.push_back(m);
+      }
+      // Expert by expert, dropping each expert's mapped pages once packed,
+      // so that the file's pages and the packed copy never pile up. The
+      // mapping is private and read-only: a later reader just faults the
+      // pages in again.
+      for (int64_t e = 0; e < prepared->weights.up.experts; ++e) {
+        for (detail::ExpertMatrices *m : matrices)
+          m->packExpert(e);
+        for (detail::ExpertMatrices *m : matrices) {
+          auto [begin, end] = m->expertExtent(e);
+          // Only pages of a file: on owned memory (constants) MADV_DONTNEED
+          // would zero them.
+          for (const auto &[value, bytes] : self.weightViews_) {
+            auto *first = static_cast<const char *>(bytes.first);
+            auto *from = reinterpret_cast<const char *>(begin);
+            auto *to = reinterpret_cast<const char *>(end);
+            if (from >= first && to <= first + bytes.second)
+              dropPages(from, to - from);
+          }
+        }
+      }
+      for (detail::ExpertMatrices *m : matrices)
+        m->data = nullptr;
+      for (int root : prepared->roots) {
+        --staticUses[root];
+        release(root);
+      }
+      continue;
+    }
     if (!self.isStatic_[op.results.front()])
       continue;
-    status = self.runOperation(i);
-    if (!status)
+    if (Status status = self.runOperation(i); !status)
       return status;
     for (int operand : op.operands) {
       if (operand >= 0) {
@@ -385,7 +642,7 @@ Status Executor::create(Program program, const std::string &programDirectory,
   }
   for (int value = 0; value < p.numValues; ++value)
     release(value);
-  self.weightBytes_ = 0;
+  self.weightBytes_ = packedBytes;
   for (int value = 0; value < p.numValues; ++value)
     if (self.isStatic_[value] && needed[value])
       self.weightBytes_ += self.values_[value].sizeInBytes();
@@ -457,7 +714,15 @@ Status Executor::runOperation(size_t index) {
   results.reserve(op.results.size());
   for (int result : op.results)
     results.push_back(&values_[result]);
-  Status status = kernels_[index](op.attrs, operands, results, context_);
+  Status status;
+  if (const auto &prepared = prepared_[index]) {
+    for (int weight : {2, 3, 4})
+      operands[weight] = nullptr;
+    status = detail::runPreparedExpertFFN(op.attrs, operands, prepared->weights,
+                                          results);
+  } else {
+    status = kernels_[index](op.attrs, operands, results, context_);
+  }
   if (!status)
     return Status::error("line " + std::to_string(op.line) + " (" + op.op +
                          "): " + status.message);

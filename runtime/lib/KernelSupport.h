@@ -112,6 +112,14 @@ inline void storeIndex(Tensor &tensor, int64_t i, int64_t value) {
 /// Row-major element strides of `shape`.
 std::vector<int64_t> contiguousStrides(const Shape &shape);
 
+/// ONNX Slice on one dimension: the first element and the element count of
+/// `start, start + step, ...` before `end`. Negative bounds count from the
+/// back, then clamp to [0, dim] (positive steps) or [-1, dim - 1] (negative
+/// steps). Ends near INT64_MIN mean "before the first element" and must not
+/// wrap; steps may be as large as INT64_MAX in magnitude.
+void sliceDim(int64_t dim, int64_t start, int64_t end, int64_t step,
+              int64_t &first, int64_t &count);
+
 /// The numpy broadcast of `lhs` and `rhs`; false when they do not broadcast.
 bool broadcastShapes(const Shape &lhs, const Shape &rhs, Shape &result);
 

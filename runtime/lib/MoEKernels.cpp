@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "ExpertMatrices.h"
 #include "KernelSupport.h"
 
 #include <algorithm>
@@ -80,6 +81,35 @@ struct FFNOperands {
   const Tensor *gateBias = nullptr, *upBias = nullptr, *downBias = nullptr;
 };
 
+/// Checks the biases of FFN operands ([lead..., inter] or [lead...,
+/// hidden]); `lead` is [experts] or empty for a single block.
+Status checkBiases(const char *op, const FFNOperands &ffn, const Shape &lead,
+                   int64_t hidden, int64_t inter, const std::string &prefix) {
+  auto withLead = [&](int64_t dim) {
+    Shape shape = lead;
+    shape.push_back(dim);
+    return shape;
+  };
+  std::pair<const Tensor *, Shape> expected[] = {
+      {ffn.gateBias, withLead(inter)},
+      {ffn.upBias, withLead(inter)},
+      {ffn.downBias, withLead(hidden)}};
+  const char *names[] = {"gate_bias", "up_bias", "down_bias"};
+  for (size_t i = 0; i < std::size(expected); ++i) {
+    const Tensor *tensor = expected[i].first;
+    if (!tensor)
+      continue;
+    if (Status status = expectDType(op, prefix + names[i], *tensor, DType::F32);
+        !status)
+      return status;
+    if (Status status =
+            expectShape(op, prefix + names[i], *tensor, expected[i].second);
+        !status)
+      return status;
+  }
+  return Status::success();
+}
+
 /// Checks FFN operands: `experts` >= 0 for the grouped layout
 /// ([experts, hidden, inter] and so on), -1 for a single block. Names in
 /// messages get `prefix` ("shared_"). Sets `inter`.
@@ -111,12 +141,8 @@ Status checkFFN(const char *op, const FFNOperands &ffn, Activation activation,
   std::pair<const Tensor *, Shape> expected[] = {
       {ffn.gate, withLead({hidden, inter})},
       {ffn.up, withLead({hidden, inter})},
-      {ffn.down, withLead({inter, hidden})},
-      {ffn.gateBias, withLead({inter})},
-      {ffn.upBias, withLead({inter})},
-      {ffn.downBias, withLead({hidden})}};
-  const char *names[] = {"gate_weight", "up_weight", "down_weight",
-                         "gate_bias",   "up_bias",   "down_bias"};
+      {ffn.down, withLead({inter, hidden})}};
+  const char *names[] = {"gate_weight", "up_weight", "down_weight"};
   for (size_t i = 0; i < std::size(expected); ++i) {
     const Tensor *tensor = expected[i].first;
     if (!tensor)
@@ -129,8 +155,27 @@ Status checkFFN(const char *op, const FFNOperands &ffn, Activation activation,
         !status)
       return status;
   }
-  return Status::success();
+  return checkBiases(op, ffn, lead, hidden, inter, prefix);
 }
+
+/// The weight matrices of FFNOperands, as runFFN multiplies by them.
+struct FFNWeights {
+  ExpertMatrices gate, up, down;
+  const Tensor *gateBias = nullptr, *upBias = nullptr, *downBias = nullptr;
+
+  /// The (checked) tensors of `ffn`, read in place.
+  static FFNWeights of(const FFNOperands &ffn) {
+    FFNWeights weights;
+    if (ffn.gate)
+      weights.gate = ExpertMatrices::contiguous(*ffn.gate);
+    weights.up = ExpertMatrices::contiguous(*ffn.up);
+    weights.down = ExpertMatrices::contiguous(*ffn.down);
+    weights.gateBias = ffn.gateBias;
+    weights.upBias = ffn.upBias;
+    weights.downBias = ffn.downBias;
+    return weights;
+  }
+};
 
 /// Scratch space for the intermediate activations, reused across experts.
 struct FFNScratch {
@@ -139,14 +184,11 @@ struct FFNScratch {
 
 /// `y = ffn(x)` on `rows` contiguous rows of `hidden`, using expert
 /// `expert` of grouped operands (0 for a single block).
-Status runFFN(const char *op, const FFNOperands &ffn, Activation activation,
+Status runFFN(const char *op, const FFNWeights &ffn, Activation activation,
               int64_t expert, int64_t hidden, int64_t inter, const float *x,
               int64_t rows, float *y, FFNScratch &scratch) {
   if (rows == 0)
     return Status::success();
-  auto matrix = [&](const Tensor *tensor) {
-    return tensor->as<float>() + expert * hidden * inter;
-  };
   auto vector = [&](const Tensor *tensor, int64_t size) {
     return tensor ? tensor->as<float>() + expert * size : nullptr;
   };
@@ -161,28 +203,42 @@ Status runFFN(const char *op, const FFNOperands &ffn, Activation activation,
 
   scratch.up.resize(rows * inter);
   float *h = scratch.up.data();
-  if (Status status = sgemm(op, false, false, rows, inter, hidden, 1.0f, x,
-                            hidden, matrix(ffn.up), inter, 0.0f, h, inter);
-      !status)
-    return status;
+  ExpertMatrices gateAndUp;
+  if (isGated(activation) &&
+      ExpertMatrices::interleaved(ffn.gate, ffn.up, gateAndUp)) {
+    // One pass over the whole matrix, then the rows' halves apart.
+    scratch.gate.resize(2 * rows * inter);
+    float *both = scratch.gate.data();
+    if (Status status = gateAndUp.multiply(op, expert, x, rows, both); !status)
+      return status;
+    for (int64_t i = 0; i < rows * inter; ++i)
+      h[i] = both[2 * i + 1];
+    for (int64_t i = 0; i < rows * inter; ++i)
+      both[i] = both[2 * i];
+  } else {
+    if (Status status = ffn.up.multiply(op, expert, x, rows, h); !status)
+      return status;
+  }
   addBias(h, rows, inter, vector(ffn.upBias, inter));
   if (isGated(activation)) {
     scratch.gate.resize(rows * inter);
     float *g = scratch.gate.data();
-    if (Status status = sgemm(op, false, false, rows, inter, hidden, 1.0f, x,
-                              hidden, matrix(ffn.gate), inter, 0.0f, g, inter);
-        !status)
-      return status;
+    if (!gateAndUp.data) {
+      if (Status status = ffn.gate.multiply(op, expert, x, rows, g); !status)
+        return status;
+    }
     addBias(g, rows, inter, vector(ffn.gateBias, inter));
-    for (int64_t i = 0; i < rows * inter; ++i)
-      h[i] *= activate(activation, g[i]);
+    if (activation == Activation::SwiGLU) {
+      multiplyBySiluOf(h, g, rows * inter);
+    } else {
+      for (int64_t i = 0; i < rows * inter; ++i)
+        h[i] *= activate(activation, g[i]);
+    }
   } else {
     for (int64_t i = 0; i < rows * inter; ++i)
       h[i] = activate(activation, h[i]);
   }
-  if (Status status = sgemm(op, false, false, rows, hidden, inter, 1.0f, h,
-                            inter, matrix(ffn.down), hidden, 0.0f, y, hidden);
-      !status)
+  if (Status status = ffn.down.multiply(op, expert, h, rows, y); !status)
     return status;
   addBias(y, rows, hidden, vector(ffn.downBias, hidden));
   return Status::success();
@@ -191,7 +247,7 @@ Status runFFN(const char *op, const FFNOperands &ffn, Activation activation,
 /// Runs expert e's FFN on its group of `rows` ([numRows, hidden]): groups
 /// are contiguous in expert order (capacity < 0) or `capacity` rows apart.
 /// Rows outside every group (capacity padding) are zero in `out`.
-Status runExperts(const char *op, const FFNOperands &ffn, Activation activation,
+Status runExperts(const char *op, const FFNWeights &ffn, Activation activation,
                   const std::vector<int64_t> &counts, int64_t capacity,
                   int64_t hidden, int64_t inter, const float *rows,
                   int64_t numRows, float *out) {
@@ -596,16 +652,19 @@ Status dispatchKernel(const Attributes &attrs,
   return Status::success();
 }
 
-Status expertFFNKernel(const Attributes &attrs,
-                       const std::vector<const Tensor *> &inputs,
-                       const std::vector<Tensor *> &outputs,
-                       KernelContext &context) {
+/// expert_ffn: with `prepared`, the weights are the executor's (inputs 2 to
+/// 4 are then absent); otherwise they are inputs 2 to 4.
+Status expertFFN(const Attributes &attrs,
+                 const std::vector<const Tensor *> &inputs,
+                 const PreparedExpertWeights *prepared,
+                 const std::vector<Tensor *> &outputs) {
   const char *op = "expert_ffn";
-  if (Status status =
-          checkCall(op, inputs,
-                    {"rows", "counts", "gate_weight?", "up_weight",
-                     "down_weight", "gate_bias?", "up_bias?", "down_bias?"},
-                    outputs, 1);
+  if (Status status = checkCall(op, inputs,
+                                {"rows", "counts", "gate_weight?",
+                                 prepared ? "up_weight?" : "up_weight",
+                                 prepared ? "down_weight?" : "down_weight",
+                                 "gate_bias?", "up_bias?", "down_bias?"},
+                                outputs, 1);
       !status)
     return status;
   const Tensor &rows = *inputs[0];
@@ -627,11 +686,50 @@ Status expertFFNKernel(const Attributes &attrs,
   int64_t experts = counts.dim(0), hidden = rows.dim(1), inter;
   if (Status status = readCapacity(op, attrs, experts, capacity); !status)
     return status;
-  FFNOperands ffn{operand(inputs, 2), inputs[3],          inputs[4],
-                  operand(inputs, 5), operand(inputs, 6), operand(inputs, 7)};
-  if (Status status = checkFFN(op, ffn, activation, experts, hidden, "", inter);
-      !status)
-    return status;
+  FFNWeights weights;
+  if (prepared) {
+    // The executor built these views from the operands' declared types, so
+    // only the dimensions that the rows and counts fix are left to check.
+    inter = prepared->up.n;
+    if (isGated(activation) != prepared->gated)
+      return fail(op, "internal error: prepared gate does not match the ",
+                  "activation");
+    std::pair<const ExpertMatrices *, Shape> expected[] = {
+        {prepared->gated ? &prepared->gate : nullptr, {experts, hidden, inter}},
+        {&prepared->up, {experts, hidden, inter}},
+        {&prepared->down, {experts, inter, hidden}}};
+    const char *names[] = {"gate_weight", "up_weight", "down_weight"};
+    for (size_t i = 0; i < std::size(expected); ++i)
+      if (expected[i].first && expected[i].first->shape() != expected[i].second)
+        return fail(op, names[i], " has shape ",
+                    formatShape(expected[i].first->shape()), "; expected ",
+                    formatShape(expected[i].second));
+    FFNOperands biases{nullptr,
+                       nullptr,
+                       nullptr,
+                       operand(inputs, 5),
+                       operand(inputs, 6),
+                       operand(inputs, 7)};
+    if (biases.gateBias && !prepared->gated)
+      return fail(op, "a gate bias needs a gated activation");
+    if (Status status = checkBiases(op, biases, {experts}, hidden, inter, "");
+        !status)
+      return status;
+    weights.gate = prepared->gate;
+    weights.up = prepared->up;
+    weights.down = prepared->down;
+    weights.gateBias = biases.gateBias;
+    weights.upBias = biases.upBias;
+    weights.downBias = biases.downBias;
+  } else {
+    FFNOperands ffn{operand(inputs, 2), inputs[3],          inputs[4],
+                    operand(inputs, 5), operand(inputs, 6), operand(inputs, 7)};
+    if (Status status =
+            checkFFN(op, ffn, activation, experts, hidden, "", inter);
+        !status)
+      return status;
+    weights = FFNWeights::of(ffn);
+  }
   if (capacity >= 0 && rows.dim(0) != experts * capacity)
     return fail(op, "rows has ", rows.dim(0), " rows; expected experts * ",
                 "capacity = ", experts * capacity);
@@ -639,8 +737,16 @@ Status expertFFNKernel(const Attributes &attrs,
     return status;
   if (Status status = expectDType(op, "result", result, DType::F32); !status)
     return status;
-  return runExperts(op, ffn, activation, loadIndices(counts), capacity, hidden,
-                    inter, rows.as<float>(), rows.dim(0), result.as<float>());
+  return runExperts(op, weights, activation, loadIndices(counts), capacity,
+                    hidden, inter, rows.as<float>(), rows.dim(0),
+                    result.as<float>());
+}
+
+Status expertFFNKernel(const Attributes &attrs,
+                       const std::vector<const Tensor *> &inputs,
+                       const std::vector<Tensor *> &outputs,
+                       KernelContext &context) {
+  return expertFFN(attrs, inputs, nullptr, outputs);
 }
 
 /// The `index`-th `bits`-bit code of a row packed least significant first.
@@ -808,8 +914,8 @@ Status ffnKernel(const Attributes &attrs,
     return status;
   FFNScratch scratch;
   int64_t rows = hidden == 0 ? 0 : input.numElements() / hidden;
-  return runFFN(op, ffn, activation, 0, hidden, inter, input.as<float>(), rows,
-                result.as<float>(), scratch);
+  return runFFN(op, FFNWeights::of(ffn), activation, 0, hidden, inter,
+                input.as<float>(), rows, result.as<float>(), scratch);
 }
 
 Status layerKernel(const Attributes &attrs,
@@ -916,8 +1022,8 @@ Status layerKernel(const Attributes &attrs,
                 x + (sources[r] / topK + 1) * hidden, rows.data() + r * hidden);
   }
   if (Status status =
-          runExperts(op, routed, activation, counts, capacity, hidden, inter,
-                     rows.data(), numRows, expertOut.data());
+          runExperts(op, FFNWeights::of(routed), activation, counts, capacity,
+                     hidden, inter, rows.data(), numRows, expertOut.data());
       !status)
     return status;
   float *y = result.as<float>();
@@ -930,8 +1036,8 @@ Status layerKernel(const Attributes &attrs,
 
   std::vector<float> sharedOut(tokens * hidden);
   FFNScratch scratch;
-  if (Status status = runFFN(op, shared, activation, 0, hidden, sharedInter, x,
-                             tokens, sharedOut.data(), scratch);
+  if (Status status = runFFN(op, FFNWeights::of(shared), activation, 0, hidden,
+                             sharedInter, x, tokens, sharedOut.data(), scratch);
       !status)
     return status;
   std::vector<float> gate(tokens, 1.0f);
@@ -951,6 +1057,13 @@ Status layerKernel(const Attributes &attrs,
 }
 
 } // namespace
+
+Status detail::runPreparedExpertFFN(const Attributes &attrs,
+                                    const std::vector<const Tensor *> &inputs,
+                                    const PreparedExpertWeights &weights,
+                                    const std::vector<Tensor *> &outputs) {
+  return expertFFN(attrs, inputs, &weights, outputs);
+}
 
 void detail::addMoEKernels(KernelTable &table) {
   table["router"] = routerKernel;

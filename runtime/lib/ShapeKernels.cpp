@@ -19,6 +19,27 @@
 using namespace moe::rt;
 using namespace moe::rt::detail;
 
+void detail::sliceDim(int64_t dim, int64_t start, int64_t end, int64_t step,
+                      int64_t &first, int64_t &count) {
+  if (start < 0)
+    start += dim;
+  if (end < 0 && end > std::numeric_limits<int64_t>::min() / 2)
+    end += dim;
+  int64_t span;
+  if (step > 0) {
+    first = std::clamp<int64_t>(start, 0, dim);
+    span = std::clamp<int64_t>(end, 0, dim) - first;
+  } else if (dim == 0) {
+    first = span = 0;
+  } else {
+    first = std::clamp<int64_t>(start, 0, dim - 1);
+    span = first - std::clamp<int64_t>(end, -1, dim - 1);
+  }
+  uint64_t stride =
+      step > 0 ? static_cast<uint64_t>(step) : 0 - static_cast<uint64_t>(step);
+  count = span > 0 ? static_cast<int64_t>((span - 1) / stride) + 1 : 0;
+}
+
 namespace {
 
 /// Checks that `result` has the element type and shape of `data`.
@@ -493,32 +514,6 @@ Status expandKernel(const Attributes &attrs,
     return status;
   gatherStrided(input, 0, broadcastStrides(input.shape(), shape), result);
   return Status::success();
-}
-
-/// ONNX Slice on one dimension: the first element and the element count of
-/// `start, start + step, ...` before `end`. Negative bounds count from the
-/// back, then clamp to [0, dim] (positive steps) or [-1, dim - 1] (negative
-/// steps). Ends near INT64_MIN mean "before the first element" and must not
-/// wrap; steps may be as large as INT64_MAX in magnitude.
-void sliceDim(int64_t dim, int64_t start, int64_t end, int64_t step,
-              int64_t &first, int64_t &count) {
-  if (start < 0)
-    start += dim;
-  if (end < 0 && end > std::numeric_limits<int64_t>::min() / 2)
-    end += dim;
-  int64_t span;
-  if (step > 0) {
-    first = std::clamp<int64_t>(start, 0, dim);
-    span = std::clamp<int64_t>(end, 0, dim) - first;
-  } else if (dim == 0) {
-    first = span = 0;
-  } else {
-    first = std::clamp<int64_t>(start, 0, dim - 1);
-    span = first - std::clamp<int64_t>(end, -1, dim - 1);
-  }
-  uint64_t stride =
-      step > 0 ? static_cast<uint64_t>(step) : 0 - static_cast<uint64_t>(step);
-  count = span > 0 ? static_cast<int64_t>((span - 1) / stride) + 1 : 0;
 }
 
 Status sliceKernel(const Attributes &attrs,

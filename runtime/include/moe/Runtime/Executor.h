@@ -52,6 +52,8 @@ public:
   /// The ranks the program runs on: the size of its grid, 1 without one.
   static int64_t ranksOf(const Program &program);
 
+  ~Executor();
+
   const Program &program() const { return program_; }
 
   /// Runs the program on `inputs` (one per program input, matching its
@@ -70,8 +72,12 @@ public:
   int64_t weightBytes() const { return weightBytes_; }
 
 private:
+  /// An expert_ffn whose weights the executor reads itself (ExpertMatrices.h).
+  struct PreparedFFN;
+
   Executor() = default;
   Status loadWeights(const std::string &programDirectory);
+  void prepareExpertWeights();
   Status createGroups(Communicator *world);
   Status selectOperations(Communicator *world);
   Status runOperation(size_t index);
@@ -88,6 +94,9 @@ private:
   std::vector<bool> runsHere_;
   /// Weights that are views of mapped files: their bytes, by value.
   std::map<int, std::pair<const void *, size_t>> weightViews_;
+  /// Per operation: set for an expert_ffn whose weights were traced back
+  /// through their layout changes to the file (read in place or packed).
+  std::vector<std::unique_ptr<PreparedFFN>> prepared_;
   int64_t weightBytes_ = 0;
 };
 
