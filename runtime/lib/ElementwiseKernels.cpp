@@ -473,6 +473,32 @@ Status compareKernel(const Attributes &attrs,
   }
 }
 
+/// and / or on i1 tensors with broadcasting.
+template <bool IsAnd>
+Status logicalKernel(const Attributes &attrs,
+                     const std::vector<const Tensor *> &inputs,
+                     const std::vector<Tensor *> &outputs,
+                     KernelContext &context) {
+  const char *op = IsAnd ? "and" : "or";
+  if (Status status = checkCall(op, inputs, {"lhs", "rhs"}, outputs, 1);
+      !status)
+    return status;
+  const Tensor &lhs = *inputs[0];
+  const Tensor &rhs = *inputs[1];
+  Tensor &result = *outputs[0];
+  if (Status status = checkBroadcast(op, lhs, rhs, result); !status)
+    return status;
+  if (lhs.dtype() != DType::Bool)
+    return fail(op, "operands have element type ", dtypeName(lhs.dtype()),
+                "; expected i1");
+  if (Status status = expectDType(op, "result", result, DType::Bool); !status)
+    return status;
+  broadcastBinary<uint8_t, uint8_t>(lhs, rhs, result, [](uint8_t a, uint8_t b) {
+    return static_cast<uint8_t>(IsAnd ? (a && b) : (a || b));
+  });
+  return Status::success();
+}
+
 Status whereKernel(const Attributes &attrs,
                    const std::vector<const Tensor *> &inputs,
                    const std::vector<Tensor *> &outputs,
@@ -549,5 +575,7 @@ void detail::addElementwiseKernels(KernelTable &table) {
   table["max"] = binaryKernel<MaxOp>;
   table["min"] = binaryKernel<MinOp>;
   table["compare"] = compareKernel;
+  table["and"] = logicalKernel<true>;
+  table["or"] = logicalKernel<false>;
   table["where"] = whereKernel;
 }

@@ -138,7 +138,7 @@ TEST(KernelRegistryTest, EveryComputeOpHasAKernel) {
   std::istringstream names(
       "neg abs exp log sqrt reciprocal tanh erf cos sin sigmoid relu silu gelu "
       "cast is_nan not "
-      "add sub mul div pow max min compare where "
+      "add sub mul div pow max min compare and or where "
       "matmul gemm reduce softmax top_k layer_norm rms_norm "
       "gather gather_elements scatter_elements scatter_nd "
       "reshape transpose expand slice concat split trilu "
@@ -334,6 +334,21 @@ TEST(ElementwiseTest, BinaryIntegers) {
   Tensor result(DType::I64, {4});
   EXPECT_TRUE(failsWith(runKernel("div", {}, {&dividends, &zero}, {&result}),
                         "division by zero"));
+}
+
+TEST(ElementwiseTest, AndOrBroadcastOverBools) {
+  // A causal mask and a padding mask, combined as exporters do.
+  Tensor causal = i1({2, 2}, {1, 0, 1, 1});
+  Tensor keep = i1({2, 1, 2}, {1, 1, 0, 1});
+  using Flags = std::vector<uint8_t>;
+  EXPECT_EQ(contents<uint8_t>(binary("and", causal, keep, {2, 2, 2})),
+            (Flags{1, 0, 1, 1, 0, 0, 0, 1}));
+  EXPECT_EQ(contents<uint8_t>(binary("or", causal, keep, {2, 2, 2})),
+            (Flags{1, 1, 1, 1, 1, 1, 1, 1}));
+  Tensor floats = f32({2, 2}, {1, 0, 1, 1});
+  Tensor result(DType::Bool, {2, 2});
+  EXPECT_TRUE(failsWith(runKernel("and", {}, {&floats, &floats}, {&result}),
+                        "expected i1"));
 }
 
 TEST(ElementwiseTest, CompareEveryPredicate) {

@@ -165,6 +165,7 @@ private:
   LogicalResult convertUnary(const onnx::NodeProto &node);
   LogicalResult convertBinary(const onnx::NodeProto &node);
   LogicalResult convertCompare(const onnx::NodeProto &node);
+  LogicalResult convertLogical(const onnx::NodeProto &node);
   LogicalResult convertWhere(const onnx::NodeProto &node);
   LogicalResult convertCast(const onnx::NodeProto &node);
   LogicalResult convertGelu(const onnx::NodeProto &node);

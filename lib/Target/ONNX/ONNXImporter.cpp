@@ -84,6 +84,7 @@ GraphImporter::Handler GraphImporter::findHandler(const onnx::NodeProto &node) {
              &GraphImporter::convertBinary)
       .Cases({"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"},
              &GraphImporter::convertCompare)
+      .Cases({"And", "Or"}, &GraphImporter::convertLogical)
       .Case("Where", &GraphImporter::convertWhere)
       .Case("Cast", &GraphImporter::convertCast)
       .Case("Gelu", &GraphImporter::convertGelu)
@@ -115,9 +116,8 @@ GraphImporter::Handler GraphImporter::findHandler(const onnx::NodeProto &node) {
       // Shape computations: folded when their inputs are known.
       .Case("Not", &GraphImporter::convertUnary)
       .Case("Tile", &GraphImporter::convertTile)
-      .Cases({"Shape", "Size", "ConstantOfShape", "Range", "And", "OneHot"},
+      .Cases({"Shape", "Size", "ConstantOfShape", "Range", "OneHot"},
              &GraphImporter::convertNeedsConstants)
-      .Case("Or", &GraphImporter::convertNeedsConstants)
       .Default(nullptr);
 }
 

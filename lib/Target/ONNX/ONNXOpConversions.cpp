@@ -127,6 +127,28 @@ LogicalResult GraphImporter::convertCompare(const onnx::NodeProto &node) {
   return success();
 }
 
+LogicalResult GraphImporter::convertLogical(const onnx::NodeProto &node) {
+  FailureOr<Value> lhs = getValue(node, 0);
+  FailureOr<Value> rhs = getValue(node, 1);
+  if (failed(lhs) || failed(rhs))
+    return failure();
+  FailureOr<SmallVector<int64_t>> shape =
+      broadcastShapes(shapeOf(*lhs), shapeOf(*rhs));
+  if (failed(shape) || !elementTypeOf(*lhs).isInteger(1) ||
+      !elementTypeOf(*rhs).isInteger(1))
+    return nodeError(node) << "operands " << lhs->getType() << " and "
+                           << rhs->getType()
+                           << " must be bool tensors that broadcast";
+  auto type = RankedTensorType::get(*shape, builder.getI1Type());
+  Operation *op = node.op_type() == "And"
+                      ? AndOp::create(builder, nodeLoc(node), type, *lhs, *rhs)
+                            .getOperation()
+                      : OrOp::create(builder, nodeLoc(node), type, *lhs, *rhs)
+                            .getOperation();
+  setResult(node, 0, op->getResult(0));
+  return success();
+}
+
 LogicalResult GraphImporter::convertWhere(const onnx::NodeProto &node) {
   FailureOr<Value> condition = getValue(node, 0);
   FailureOr<Value> trueValue = getValue(node, 1);
@@ -936,7 +958,6 @@ LogicalResult
 GraphImporter::convertNeedsConstants(const onnx::NodeProto &node) {
   int required = llvm::StringSwitch<int>(node.op_type())
                      .Cases({"Range", "OneHot"}, 3)
-                     .Cases({"And", "Or"}, 2)
                      .Default(1);
   if (node.input_size() < required ||
       llvm::any_of(node.input(),
@@ -944,6 +965,8 @@ GraphImporter::convertNeedsConstants(const onnx::NodeProto &node) {
     return nodeError(node) << "has a missing input (it takes " << required
                            << ")";
   return nodeError(node) << "is evaluated while compiling and needs inputs "
-                            "known at compile time; bind symbolic dimensions "
-                            "with --dim-params or --shape";
+                            "known at compile time, with a result of at most "
+                         << kMaxFoldElements
+                         << " elements; bind symbolic dimensions with "
+                            "--dim-params or --shape";
 }

@@ -98,6 +98,10 @@ func.func @binary(%a: tensor<4x8xf32>, %b: tensor<8xf32>, %c: tensor<?x1xf32>,
   %6 = moe.min %a, %b : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
   // CHECK: moe.compare lt, %{{.*}}, %{{.*}} : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xi1>
   %7 = moe.compare lt, %a, %b : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xi1>
+  // CHECK: moe.and %{{.*}}, %{{.*}} : (tensor<4x8xi1>, tensor<1x8xi1>) -> tensor<4x8xi1>
+  %and = moe.and %7, %m : (tensor<4x8xi1>, tensor<1x8xi1>) -> tensor<4x8xi1>
+  // CHECK: moe.or %{{.*}}, %{{.*}} : (tensor<1x8xi1>, tensor<4x8xi1>) -> tensor<4x8xi1>
+  %or = moe.or %m, %and : (tensor<1x8xi1>, tensor<4x8xi1>) -> tensor<4x8xi1>
   // CHECK: moe.where %{{.*}}, %{{.*}}, %{{.*}} : (tensor<1x8xi1>, tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
   %8 = moe.where %m, %a, %b
       : (tensor<1x8xi1>, tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>

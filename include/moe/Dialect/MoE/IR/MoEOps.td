@@ -347,6 +347,29 @@ def MoE_PowOp : MoE_BinaryOp<"pow", "Pow">;
 def MoE_MaxOp : MoE_BinaryOp<"max", "Max">;
 def MoE_MinOp : MoE_BinaryOp<"min", "Min">;
 
+class MoE_LogicalOp<string mnemonic, string onnxName>
+    : MoE_BroadcastingOp<mnemonic> {
+  let summary = "element-wise logical " # mnemonic # " with broadcasting (ONNX "
+                # onnxName # ")";
+  let description = [{
+    On `i1` operands that broadcast as in numpy. Exporters build attention
+    masks with it; masks too large to evaluate while importing run here.
+
+    ```mlir
+    %z = moe.}] # mnemonic # [{ %x, %y
+        : (tensor<1x8x8xi1>, tensor<8x8xi1>) -> tensor<1x8x8xi1>
+    ```
+  }];
+  let arguments = (ins MoE_BoolTensor:$lhs, MoE_BoolTensor:$rhs);
+  let results = (outs MoE_BoolTensor:$result);
+  let assemblyFormat = [{
+    $lhs `,` $rhs attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def MoE_AndOp : MoE_LogicalOp<"and", "And">;
+def MoE_OrOp : MoE_LogicalOp<"or", "Or">;
+
 def MoE_CompareOp : MoE_BroadcastingOp<"compare"> {
   let summary = "element-wise comparison with broadcasting";
   let description = [{
