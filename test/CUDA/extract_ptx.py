@@ -13,6 +13,13 @@ import re
 import sys
 
 
+def decode_assembly(escaped):
+    """The PTX text of an `assembly = "..."` string, escapes undone."""
+    return re.sub(r"\\([0-9A-Fa-f]{2})|\\\\",
+                  lambda m: chr(int(m.group(1), 16)) if m.group(1) else "\\",
+                  escaped)
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit("usage: extract_ptx.py IN.mlir OUT.ptx")
@@ -23,11 +30,8 @@ def main():
     if not match:
         sys.exit(f"extract_ptx.py: {source}: no gpu.binary object with "
                  "an assembly string (was it built with format=isa?)")
-    ptx = re.sub(r"\\([0-9A-Fa-f]{2})|\\\\",
-                 lambda m: chr(int(m.group(1), 16)) if m.group(1) else "\\",
-                 match.group(1))
     with open(target, "w", encoding="utf-8") as f:
-        f.write(ptx)
+        f.write(decode_assembly(match.group(1)))
 
 
 if __name__ == "__main__":

@@ -156,4 +156,37 @@ def RaiseLayersPass : Pass<"moe-raise-layers"> {
   let dependentDialects = ["::moe::MoEDialect"];
 }
 
+def LowerElementwiseToLinalgPass : Pass<"moe-lower-elementwise-to-linalg"> {
+  let summary = "Rewrites element-wise moe ops and moe.rms_norm into "
+                "linalg.generic on tensors, the entry to the GPU kernel path.";
+  let description = [{
+    The first step of the CUDA lowering: from linalg, upstream passes fuse
+    neighbouring element-wise generics into one, bufferise, map the loops
+    onto blocks and threads, outline the kernels and compile them through
+    NVVM to PTX (test/CUDA/generated-kernels.mlir runs the whole path and
+    assembles the result with ptxas).
+
+    Rewritten, on statically shaped float tensors: the unary math ops
+    (neg, abs, exp, log, sqrt, reciprocal, tanh, erf, cos, sin, sigmoid,
+    relu, silu, gelu with erf or tanh), the broadcasting binary ops (add,
+    sub, mul, div, pow, max, min; numpy broadcasting becomes the generic's
+    indexing maps, with a size-1 dimension read at index 0) and rms_norm
+    over the last axis (a sum-of-squares reduction generic, then an
+    element-wise generic that scales by the rsqrt of the mean plus epsilon
+    and by `scale`). Anything else, and dynamic shapes, are left as they
+    are: GEMMs and the MoE ops go to cuBLAS and the runtime's kernels.
+
+    ```mlir
+    // before
+    %s = moe.silu %g : tensor<4x8xf32>
+    %y = moe.mul %s, %u : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+    // after: two linalg.generic ops (one after linalg-fuse-elementwise-ops)
+    ```
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect",
+                           "::mlir::arith::ArithDialect",
+                           "::mlir::math::MathDialect"];
+}
+
 #endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD

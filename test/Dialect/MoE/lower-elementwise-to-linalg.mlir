@@ -1,0 +1,109 @@
+// RUN: moe-opt %s --moe-lower-elementwise-to-linalg --split-input-file | FileCheck %s
+
+// Broadcasting becomes the indexing maps: a missing leading dimension is
+// dropped, a stretched size-1 dimension is read at index 0.
+// CHECK-DAG: #[[ID:.*]] = affine_map<(d0, d1) -> (d0, d1)>
+// CHECK-DAG: #[[COL:.*]] = affine_map<(d0, d1) -> (d1)>
+// CHECK-DAG: #[[ROW0:.*]] = affine_map<(d0, d1) -> (d0, 0)>
+// CHECK-LABEL: func.func @broadcast
+// CHECK: %[[E1:.*]] = tensor.empty() : tensor<4x8xf32>
+// CHECK: %[[ADD:.*]] = linalg.generic {indexing_maps = [#[[ID]], #[[COL]], #[[ID]]], iterator_types = ["parallel", "parallel"]} ins(%arg0, %arg1 : tensor<4x8xf32>, tensor<8xf32>) outs(%[[E1]] : tensor<4x8xf32>)
+// CHECK: arith.addf
+// CHECK: linalg.generic {indexing_maps = [#[[ID]], #[[ROW0]], #[[ID]]], {{.*}}} ins(%[[ADD]], %arg2 : tensor<4x8xf32>, tensor<4x1xf32>)
+// CHECK: arith.subf
+// CHECK-NOT: moe.
+func.func @broadcast(%a: tensor<4x8xf32>, %b: tensor<8xf32>,
+                     %c: tensor<4x1xf32>) -> tensor<4x8xf32> {
+  %0 = moe.add %a, %b : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+  %1 = moe.sub %0, %c : (tensor<4x8xf32>, tensor<4x1xf32>) -> tensor<4x8xf32>
+  return %1 : tensor<4x8xf32>
+}
+
+// -----
+
+// Activations spelled out in f32 arith and math.
+// CHECK-LABEL: func.func @activations
+// silu: x / (1 + exp(-x)) written as x * (1 / (1 + exp(-x)))
+// CHECK: linalg.generic
+// CHECK: arith.negf
+// CHECK: math.exp
+// CHECK: arith.addf
+// CHECK: arith.divf
+// CHECK: arith.mulf
+// gelu (erf): 0.5 x (1 + erf(x / sqrt 2))
+// CHECK: linalg.generic
+// CHECK: arith.constant 0.707106
+// CHECK: math.erf
+// gelu (tanh)
+// CHECK: linalg.generic
+// CHECK: arith.constant 4.471500e-02
+// CHECK: math.tanh
+// relu
+// CHECK: linalg.generic
+// CHECK: arith.maximumf
+func.func @activations(%x: tensor<16xf32>) -> tensor<16xf32> {
+  %0 = moe.silu %x : tensor<16xf32>
+  %1 = moe.gelu %0 : tensor<16xf32>
+  %2 = moe.gelu %1 tanh : tensor<16xf32>
+  %3 = moe.relu %2 : tensor<16xf32>
+  return %3 : tensor<16xf32>
+}
+
+// -----
+
+// bf16 storage, f32 arithmetic.
+// CHECK-LABEL: func.func @bf16
+// CHECK: linalg.generic
+// CHECK: ^bb0(%[[A:.*]]: bf16, %[[B:.*]]: bf16, %{{.*}}: bf16):
+// CHECK: %[[WA:.*]] = arith.extf %[[A]] : bf16 to f32
+// CHECK: %[[WB:.*]] = arith.extf %[[B]] : bf16 to f32
+// CHECK: %[[P:.*]] = arith.mulf %[[WA]], %[[WB]] : f32
+// CHECK: %[[N:.*]] = arith.truncf %[[P]] : f32 to bf16
+// CHECK: linalg.yield %[[N]] : bf16
+func.func @bf16(%a: tensor<2x8xbf16>, %b: tensor<2x8xbf16>) -> tensor<2x8xbf16> {
+  %0 = moe.mul %a, %b : (tensor<2x8xbf16>, tensor<2x8xbf16>) -> tensor<2x8xbf16>
+  return %0 : tensor<2x8xbf16>
+}
+
+// -----
+
+// rms_norm over the last axis: sums of squares (f32), then one scaling pass.
+// CHECK-DAG: #[[ID:.*]] = affine_map<(d0, d1) -> (d0, d1)>
+// CHECK-DAG: #[[ROWS:.*]] = affine_map<(d0, d1) -> (d0)>
+// CHECK-DAG: #[[LAST:.*]] = affine_map<(d0, d1) -> (d1)>
+// CHECK-LABEL: func.func @rms_norm
+// CHECK: %[[ZERO:.*]] = linalg.fill ins(%{{.*}} : f32) outs(%{{.*}} : tensor<16xf32>)
+// CHECK: %[[SUMS:.*]] = linalg.generic {indexing_maps = [#[[ID]], #[[ROWS]]], iterator_types = ["parallel", "reduction"]} ins(%arg0 : tensor<16x64xf32>) outs(%[[ZERO]] : tensor<16xf32>)
+// CHECK: arith.mulf
+// CHECK: arith.addf
+// CHECK: linalg.generic {indexing_maps = [#[[ID]], #[[ROWS]], #[[LAST]], #[[ID]]], iterator_types = ["parallel", "parallel"]} ins(%arg0, %[[SUMS]], %arg1 : tensor<16x64xf32>, tensor<16xf32>, tensor<64xf32>)
+// CHECK: arith.constant 6.400000e+01 : f32
+// CHECK: arith.divf
+// CHECK: arith.constant 9.99999997E-7 : f32
+// CHECK: math.rsqrt
+func.func @rms_norm(%x: tensor<16x64xf32>, %g: tensor<64xf32>) -> tensor<16x64xf32> {
+  %0 = moe.rms_norm %x, %g axis = -1 epsilon = 1.0e-06
+      : (tensor<16x64xf32>, tensor<64xf32>) -> tensor<16x64xf32>
+  return %0 : tensor<16x64xf32>
+}
+
+// -----
+
+// Left alone: dynamic shapes, integers, rms_norm over more than the last
+// axis, ops outside the element-wise set.
+// CHECK-LABEL: func.func @unchanged
+// CHECK: moe.add %arg0, %arg0 : (tensor<?x8xf32>, tensor<?x8xf32>)
+// CHECK: moe.add %arg1, %arg1 : (tensor<4xi64>, tensor<4xi64>)
+// CHECK: moe.rms_norm %arg2, %arg3 axis = 0
+// CHECK: moe.softmax
+// CHECK-NOT: linalg
+func.func @unchanged(%d: tensor<?x8xf32>, %i: tensor<4xi64>,
+                     %x: tensor<4x8xf32>, %s: tensor<4x8xf32>)
+    -> (tensor<?x8xf32>, tensor<4xi64>, tensor<4x8xf32>, tensor<4x8xf32>) {
+  %0 = moe.add %d, %d : (tensor<?x8xf32>, tensor<?x8xf32>) -> tensor<?x8xf32>
+  %1 = moe.add %i, %i : (tensor<4xi64>, tensor<4xi64>) -> tensor<4xi64>
+  %2 = moe.rms_norm %x, %s axis = 0 epsilon = 1.0e-06
+      : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  %3 = moe.softmax %x axis = -1 : tensor<4x8xf32>
+  return %0, %1, %2, %3 : tensor<?x8xf32>, tensor<4xi64>, tensor<4x8xf32>, tensor<4x8xf32>
+}
