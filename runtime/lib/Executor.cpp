@@ -8,6 +8,7 @@
 
 #include "ExpertMatrices.h"
 #include "KernelSupport.h"
+#include "WorkerPool.h"
 
 #include <algorithm>
 #include <cblas.h>
@@ -431,7 +432,7 @@ void Executor::prepareExpertWeights() {
       continue;
     int64_t rows = op.resultTypes[0].shape[0];
     bool manyRows = rows >= packingRows * weights.up.experts;
-    if (manyRows && context_.threads == 1 && detail::avx512KernelsAvailable()) {
+    if (manyRows && detail::avx512KernelsAvailable()) {
       prepared->pack = true;
     } else if (!blasCompatible || (manyRows && !contiguousColumns)) {
       // OpenBLAS multiplies by transposed (out-major) weights slower than
@@ -450,6 +451,10 @@ Status Executor::create(Program program, const std::string &programDirectory,
   Executor &self = *executor;
   self.program_ = std::move(program);
   self.context_.threads = threads;
+  if (threads > 1) {
+    self.pool_ = std::make_unique<WorkerPool>(threads);
+    self.context_.pool = self.pool_.get();
+  }
   if (Status status = self.createGroups(world); !status)
     return status;
   openblas_set_num_threads(threads);
@@ -719,7 +724,7 @@ Status Executor::runOperation(size_t index) {
     for (int weight : {2, 3, 4})
       operands[weight] = nullptr;
     status = detail::runPreparedExpertFFN(op.attrs, operands, prepared->weights,
-                                          results);
+                                          results, context_);
   } else {
     status = kernels_[index](op.attrs, operands, results, context_);
   }

@@ -17,6 +17,7 @@
 
 #include "ExpertMatrices.h"
 #include "KernelSupport.h"
+#include "WorkerPool.h"
 
 #include <algorithm>
 #include <vector>
@@ -82,10 +83,31 @@ constexpr BlockFn blockFns[rowBlock + 1] = {
     multiplyBlock<3>, multiplyBlock<4>, multiplyBlock<5>,
     multiplyBlock<6>, multiplyBlock<7>, multiplyBlock<8>};
 
-__attribute__((target("avx512f"))) void multiplyPacked(const float *packed,
-                                                       int64_t k, int64_t n,
-                                                       const float *x,
-                                                       int64_t rows, float *y) {
+/// Panels [first, last) of y = x * packed (see multiplyPacked).
+__attribute__((target("avx512f"))) void
+multiplyPanels(const float *packed, int64_t k, int64_t n, const float *xBlocks,
+               int64_t rows, float *y, int64_t first, int64_t last) {
+  auto maskOf = [](int64_t count) {
+    return static_cast<__mmask16>(count >= 16  ? 0xFFFF
+                                  : count <= 0 ? 0
+                                               : (1u << count) - 1);
+  };
+  for (int64_t j = first; j < last; ++j) {
+    int64_t cols = std::min(panelWidth, n - j * panelWidth);
+    __mmask16 mask0 = maskOf(cols), mask1 = maskOf(cols - 16);
+    const float *panel = packed + j * k * panelWidth;
+    for (int64_t r0 = 0; r0 < rows; r0 += rowBlock) {
+      int64_t height = std::min(rowBlock, rows - r0);
+      blockFns[height](k, xBlocks + r0 * k, panel, y + r0 * n + j * panelWidth,
+                       n, mask0, mask1);
+    }
+  }
+}
+
+/// y[rows, n] = x[rows, k] * the packed matrix, the panels split among the
+/// pool's threads.
+void multiplyPacked(const float *packed, int64_t k, int64_t n, const float *x,
+                    int64_t rows, float *y, WorkerPool *pool) {
   // Interleave the token rows by row block (see the file comment).
   thread_local std::vector<float> interleaved;
   interleaved.resize(rows * k);
@@ -97,21 +119,14 @@ __attribute__((target("avx512f"))) void multiplyPacked(const float *packed,
         block[p * height + r] = x[(r0 + r) * k + p];
   }
   int64_t panels = (n + panelWidth - 1) / panelWidth;
-  for (int64_t j = 0; j < panels; ++j) {
-    int64_t cols = std::min(panelWidth, n - j * panelWidth);
-    auto maskOf = [](int64_t count) {
-      return static_cast<__mmask16>(count >= 16  ? 0xFFFF
-                                    : count <= 0 ? 0
-                                                 : (1u << count) - 1);
-    };
-    __mmask16 mask0 = maskOf(cols), mask1 = maskOf(cols - 16);
-    const float *panel = packed + j * k * panelWidth;
-    for (int64_t r0 = 0; r0 < rows; r0 += rowBlock) {
-      int64_t height = std::min(rowBlock, rows - r0);
-      blockFns[height](k, interleaved.data() + r0 * k, panel,
-                       y + r0 * n + j * panelWidth, n, mask0, mask1);
-    }
+  const float *xBlocks = interleaved.data();
+  if (!pool) {
+    multiplyPanels(packed, k, n, xBlocks, rows, y, 0, panels);
+    return;
   }
+  pool->parallelFor(panels, [&](int64_t first, int64_t last) {
+    multiplyPanels(packed, k, n, xBlocks, rows, y, first, last);
+  });
 }
 
 /// y[0..Rows)[j] = x[0..Rows) . w_j for j < n, where row j of the
@@ -283,7 +298,8 @@ ExpertMatrices::expertExtent(int64_t e) const {
 }
 
 Status ExpertMatrices::multiply(const char *op, int64_t expert, const float *x,
-                                int64_t rows, float *y) const {
+                                int64_t rows, float *y,
+                                WorkerPool *pool) const {
   if (rows == 0)
     return Status::success();
   if (isPacked()) {
@@ -291,7 +307,7 @@ Status ExpertMatrices::multiply(const char *op, int64_t expert, const float *x,
     if (avx512KernelsAvailable()) {
       int64_t panels = (n + panelWidth - 1) / panelWidth;
       multiplyPacked(packed.as<float>() + expert * panels * k * panelWidth, k,
-                     n, x, rows, y);
+                     n, x, rows, y, pool);
       return Status::success();
     }
 #endif

@@ -71,8 +71,9 @@ struct ExpertMatrices {
   std::pair<const float *, const float *> expertExtent(int64_t e) const;
 
   /// y[rows, n] = x[rows, k] * W_expert, with x and y contiguous rows.
+  /// With `pool`, the packed kernel splits the columns among its threads.
   Status multiply(const char *op, int64_t expert, const float *x, int64_t rows,
-                  float *y) const;
+                  float *y, WorkerPool *pool = nullptr) const;
 };
 
 /// expert_ffn's weights as the executor prepared them at load.
@@ -86,7 +87,8 @@ struct PreparedExpertWeights {
 Status runPreparedExpertFFN(const Attributes &attrs,
                             const std::vector<const Tensor *> &inputs,
                             const PreparedExpertWeights &weights,
-                            const std::vector<Tensor *> &outputs);
+                            const std::vector<Tensor *> &outputs,
+                            KernelContext &context);
 
 /// Whether this CPU runs the AVX-512F kernels (the packed one, and the
 /// few-row one for out-major weights); without them multiply() uses

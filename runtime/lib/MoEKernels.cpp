@@ -186,7 +186,8 @@ struct FFNScratch {
 /// `expert` of grouped operands (0 for a single block).
 Status runFFN(const char *op, const FFNWeights &ffn, Activation activation,
               int64_t expert, int64_t hidden, int64_t inter, const float *x,
-              int64_t rows, float *y, FFNScratch &scratch) {
+              int64_t rows, float *y, FFNScratch &scratch,
+              WorkerPool *pool = nullptr) {
   if (rows == 0)
     return Status::success();
   auto vector = [&](const Tensor *tensor, int64_t size) {
@@ -209,14 +210,15 @@ Status runFFN(const char *op, const FFNWeights &ffn, Activation activation,
     // One pass over the whole matrix, then the rows' halves apart.
     scratch.gate.resize(2 * rows * inter);
     float *both = scratch.gate.data();
-    if (Status status = gateAndUp.multiply(op, expert, x, rows, both); !status)
+    if (Status status = gateAndUp.multiply(op, expert, x, rows, both, pool);
+        !status)
       return status;
     for (int64_t i = 0; i < rows * inter; ++i)
       h[i] = both[2 * i + 1];
     for (int64_t i = 0; i < rows * inter; ++i)
       both[i] = both[2 * i];
   } else {
-    if (Status status = ffn.up.multiply(op, expert, x, rows, h); !status)
+    if (Status status = ffn.up.multiply(op, expert, x, rows, h, pool); !status)
       return status;
   }
   addBias(h, rows, inter, vector(ffn.upBias, inter));
@@ -224,7 +226,8 @@ Status runFFN(const char *op, const FFNWeights &ffn, Activation activation,
     scratch.gate.resize(rows * inter);
     float *g = scratch.gate.data();
     if (!gateAndUp.data) {
-      if (Status status = ffn.gate.multiply(op, expert, x, rows, g); !status)
+      if (Status status = ffn.gate.multiply(op, expert, x, rows, g, pool);
+          !status)
         return status;
     }
     addBias(g, rows, inter, vector(ffn.gateBias, inter));
@@ -238,7 +241,7 @@ Status runFFN(const char *op, const FFNWeights &ffn, Activation activation,
     for (int64_t i = 0; i < rows * inter; ++i)
       h[i] = activate(activation, h[i]);
   }
-  if (Status status = ffn.down.multiply(op, expert, h, rows, y); !status)
+  if (Status status = ffn.down.multiply(op, expert, h, rows, y, pool); !status)
     return status;
   addBias(y, rows, hidden, vector(ffn.downBias, hidden));
   return Status::success();
@@ -250,7 +253,7 @@ Status runFFN(const char *op, const FFNWeights &ffn, Activation activation,
 Status runExperts(const char *op, const FFNWeights &ffn, Activation activation,
                   const std::vector<int64_t> &counts, int64_t capacity,
                   int64_t hidden, int64_t inter, const float *rows,
-                  int64_t numRows, float *out) {
+                  int64_t numRows, float *out, WorkerPool *pool = nullptr) {
   int64_t limit = capacity >= 0 ? capacity : numRows;
   int64_t total = 0;
   for (size_t e = 0; e < counts.size(); ++e) {
@@ -270,7 +273,7 @@ Status runExperts(const char *op, const FFNWeights &ffn, Activation activation,
       start = static_cast<int64_t>(e) * capacity;
     if (Status status =
             runFFN(op, ffn, activation, e, hidden, inter, rows + start * hidden,
-                   counts[e], out + start * hidden, scratch);
+                   counts[e], out + start * hidden, scratch, pool);
         !status)
       return status;
     start += counts[e];
@@ -657,7 +660,7 @@ Status dispatchKernel(const Attributes &attrs,
 Status expertFFN(const Attributes &attrs,
                  const std::vector<const Tensor *> &inputs,
                  const PreparedExpertWeights *prepared,
-                 const std::vector<Tensor *> &outputs) {
+                 const std::vector<Tensor *> &outputs, KernelContext &context) {
   const char *op = "expert_ffn";
   if (Status status = checkCall(op, inputs,
                                 {"rows", "counts", "gate_weight?",
@@ -739,14 +742,14 @@ Status expertFFN(const Attributes &attrs,
     return status;
   return runExperts(op, weights, activation, loadIndices(counts), capacity,
                     hidden, inter, rows.as<float>(), rows.dim(0),
-                    result.as<float>());
+                    result.as<float>(), context.pool);
 }
 
 Status expertFFNKernel(const Attributes &attrs,
                        const std::vector<const Tensor *> &inputs,
                        const std::vector<Tensor *> &outputs,
                        KernelContext &context) {
-  return expertFFN(attrs, inputs, nullptr, outputs);
+  return expertFFN(attrs, inputs, nullptr, outputs, context);
 }
 
 /// The `index`-th `bits`-bit code of a row packed least significant first.
@@ -1061,8 +1064,9 @@ Status layerKernel(const Attributes &attrs,
 Status detail::runPreparedExpertFFN(const Attributes &attrs,
                                     const std::vector<const Tensor *> &inputs,
                                     const PreparedExpertWeights &weights,
-                                    const std::vector<Tensor *> &outputs) {
-  return expertFFN(attrs, inputs, &weights, outputs);
+                                    const std::vector<Tensor *> &outputs,
+                                    KernelContext &context) {
+  return expertFFN(attrs, inputs, &weights, outputs, context);
 }
 
 void detail::addMoEKernels(KernelTable &table) {

@@ -12,9 +12,11 @@
 //===----------------------------------------------------------------------===//
 
 #include "../lib/ExpertMatrices.h"
+#include "../lib/WorkerPool.h"
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <random>
 
@@ -49,13 +51,14 @@ std::vector<float> randomValues(int64_t count, unsigned seed) {
 
 /// Checks multiply() for every expert against a float64 loop.
 void expectMatchesLoop(const ExpertMatrices &m, int64_t rows,
-                       const ExpertMatrices *source = nullptr) {
+                       const ExpertMatrices *source = nullptr,
+                       WorkerPool *pool = nullptr) {
   // A packed matrix is compared with the elements it was packed from.
   const ExpertMatrices &elements = source ? *source : m;
   std::vector<float> x = randomValues(rows * m.k, 7);
   std::vector<float> y(rows * m.n, NAN);
   for (int64_t e = 0; e < m.experts; ++e) {
-    ASSERT_TRUE(m.multiply("test", e, x.data(), rows, y.data()).ok);
+    ASSERT_TRUE(m.multiply("test", e, x.data(), rows, y.data(), pool).ok);
     const float *w = elements.data + e * elements.expertStride;
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t j = 0; j < m.n; ++j) {
@@ -140,8 +143,32 @@ TEST(ExpertMatricesTest, PackedMatchesLoop) {
         packed.packExpert(e);
       ASSERT_TRUE(packed.isPacked());
       // 1 to 7 rows use one partial block; 8, 9 and 17 add whole ones.
-      for (int64_t rows : {1, 5, 8, 9, 17})
+      // Three threads split the panels (fewer panels than threads too).
+      WorkerPool pool(3);
+      for (int64_t rows : {1, 5, 8, 9, 17}) {
         expectMatchesLoop(packed, rows, &source);
+        expectMatchesLoop(packed, rows, &source, &pool);
+      }
+    }
+  }
+}
+
+TEST(WorkerPoolTest, EveryIndexOnceInEveryLoop) {
+  for (int threads : {1, 2, 5}) {
+    WorkerPool pool(threads);
+    EXPECT_EQ(pool.size(), threads);
+    // Counts below, at and above the thread count, loop after loop.
+    for (int64_t count : {0, 1, 3, 5, 64, 1000}) {
+      for (int repeat = 0; repeat < 20; ++repeat) {
+        std::vector<std::atomic<int>> visits(count);
+        pool.parallelFor(count, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i)
+            ++visits[i];
+        });
+        for (int64_t i = 0; i < count; ++i)
+          ASSERT_EQ(visits[i].load(), 1) << "index " << i << " of " << count
+                                         << ", " << threads << " threads";
+      }
     }
   }
 }

@@ -94,6 +94,8 @@ private:
   std::vector<bool> runsHere_;
   /// Weights that are views of mapped files: their bytes, by value.
   std::map<int, std::pair<const void *, size_t>> weightViews_;
+  /// The kernels' threads beyond the caller's (with --threads > 1).
+  std::unique_ptr<WorkerPool> pool_;
   /// Per operation: set for an expert_ffn whose weights were traced back
   /// through their layout changes to the file (read in place or packed).
   std::vector<std::unique_ptr<PreparedFFN>> prepared_;

@@ -60,6 +60,7 @@ struct Attributes {
 };
 
 class Communicator;
+class WorkerPool;
 
 /// The key of a device group in KernelContext::groups: "ep[0]".
 std::string groupKey(const std::string &grid, const std::vector<int64_t> &axes);
@@ -68,6 +69,9 @@ std::string groupKey(const std::string &grid, const std::vector<int64_t> &axes);
 struct KernelContext {
   /// Threads a kernel may use (BLAS and parallel loops).
   int threads = 1;
+  /// The executor's pool of `threads` threads for the kernels' own parallel
+  /// loops; null with one thread.
+  WorkerPool *pool = nullptr;
   /// The device group of every (grid, grid axes) pair the program's
   /// collectives use, by groupKey; this rank's index in a group is its
   /// communicator's rank. Empty for a program without grids.
