@@ -138,7 +138,7 @@ void multiplyPacked(const float *packed, int64_t k, int64_t n, const float *x,
 template <int Rows>
 __attribute__((target("avx512f"))) void
 multiplyByRows(int64_t k, const float *x, const float *w, int64_t ldw,
-               int64_t n, float *y) {
+               int64_t n, float *y, int64_t ldy) {
   for (int64_t j = 0; j < n; ++j) {
     const float *row = w + j * ldw;
     __m512 acc[4][Rows];
@@ -169,7 +169,7 @@ multiplyByRows(int64_t k, const float *x, const float *w, int64_t ldw,
     }
 #pragma GCC unroll 4
     for (int r = 0; r < Rows; ++r)
-      y[r * n + j] = _mm512_reduce_add_ps(
+      y[r * ldy + j] = _mm512_reduce_add_ps(
           _mm512_add_ps(_mm512_add_ps(acc[0][r], acc[1][r]),
                         _mm512_add_ps(acc[2][r], acc[3][r])));
   }
@@ -318,10 +318,19 @@ Status ExpertMatrices::multiply(const char *op, int64_t expert, const float *x,
 #if MOE_HAVE_AVX512_KERNEL
   if (kStride == 1 && rows <= 4 && avx512KernelsAvailable()) {
     using RowsFn = void (*)(int64_t, const float *, const float *, int64_t,
-                            int64_t, float *);
+                            int64_t, float *, int64_t);
     constexpr RowsFn rowsFns[] = {nullptr, multiplyByRows<1>, multiplyByRows<2>,
                                   multiplyByRows<3>, multiplyByRows<4>};
-    rowsFns[rows](k, x, matrix, nStride, n, y);
+    // Decoding is bound by memory bandwidth, which grows with the cores
+    // streaming: the pool's threads take contiguous runs of weight rows.
+    auto columns = [&](int64_t first, int64_t last) {
+      rowsFns[rows](k, x, matrix + first * nStride, nStride, last - first,
+                    y + first, n);
+    };
+    if (pool)
+      pool->parallelFor(n, columns);
+    else
+      columns(0, n);
     return Status::success();
   }
 #endif

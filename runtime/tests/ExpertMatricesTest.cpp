@@ -94,12 +94,16 @@ TEST(ExpertMatricesTest, ContiguousMatchesLoop) {
 }
 
 TEST(ExpertMatricesTest, OutMajorInPlaceMatchesLoop) {
-  // Rows 1 to 4 take the few-row kernel (with AVX-512), more take BLAS.
+  // Rows 1 to 4 take the few-row kernel (with AVX-512; the pool splits the
+  // weight rows), more take BLAS.
   for (const Dims &d : dims) {
     std::vector<float> storage = randomValues(d.experts * d.k * d.n, 2);
     ExpertMatrices m = outMajor(storage, d.experts, d.k, d.n);
-    for (int64_t rows : {1, 2, 3, 4, 6})
+    WorkerPool pool(3);
+    for (int64_t rows : {1, 2, 3, 4, 6}) {
       expectMatchesLoop(m, rows);
+      expectMatchesLoop(m, rows, nullptr, &pool);
+    }
   }
 }
 

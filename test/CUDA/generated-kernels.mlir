@@ -9,10 +9,10 @@
 // RUN: mlir-opt %t.linalg.mlir --linalg-fuse-elementwise-ops \
 // RUN:   --one-shot-bufferize=bufferize-function-boundaries \
 // RUN:   --convert-linalg-to-parallel-loops \
-// RUN:   --scf-parallel-loop-tiling=parallel-loop-tile-sizes=1,256 \
+// RUN:   --scf-parallel-loop-tiling="parallel-loop-tile-sizes=1,256 no-min-max-bounds=true" \
 // RUN:   --gpu-map-parallel-loops --convert-parallel-loops-to-gpu \
 // RUN:   --gpu-kernel-outlining --canonicalize -o %t.gpu.mlir
-// RUN: FileCheck %s --check-prefix=LAUNCH < %t.gpu.mlir
+// RUN: FileCheck %s --check-prefix=LAUNCH --implicit-check-not=scf.parallel < %t.gpu.mlir
 // RUN: mlir-opt %t.gpu.mlir \
 // RUN:   --gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=isa" \
 // RUN:   -o %t.ptx.mlir
@@ -52,8 +52,24 @@ func.func @rms_norm_bf16(%x: tensor<128x1024xbf16>,
   return %y : tensor<128x1024xbf16>
 }
 
+// Router scores: softmax over 8 experts for 4096 tokens. Fill and reduce
+// the maxima, then the sums of the shifted exponentials (one thread per
+// token), then the quotients (a block per token: tiles of 256 columns are
+// fixed-size with a bounds check inside, so that every loop maps onto the
+// GPU; a host loop left behind would fail --implicit-check-not).
+// LAUNCH-LABEL: func.func @router_softmax
+// LAUNCH-COUNT-4: gpu.launch_func @router_softmax_kernel{{.*}} threads in (%c1, %c1, %c1)
+// LAUNCH: gpu.launch_func @router_softmax_kernel_5::@router_softmax_kernel blocks in (%c4096, %c1, %c1) threads in (%c1, %c256, %c1)
+// LAUNCH-NOT: gpu.launch_func
+// LAUNCH: return
+func.func @router_softmax(%logits: tensor<4096x8xf32>) -> tensor<4096x8xf32> {
+  %scores = moe.softmax %logits axis = -1 : tensor<4096x8xf32>
+  return %scores : tensor<4096x8xf32>
+}
+
 // Every kernel assembles for sm_90a.
 // PTX: kernel swiglu_with_bias_kernel swiglu_with_bias_kernel: {{[1-9][0-9]*}} bytes of cubin
 // PTX: kernel rms_norm_bf16_kernel rms_norm_bf16_kernel: {{[1-9][0-9]*}} bytes of cubin
 // PTX: kernel rms_norm_bf16_kernel_0 rms_norm_bf16_kernel: {{[1-9][0-9]*}} bytes of cubin
 // PTX: kernel rms_norm_bf16_kernel_1 rms_norm_bf16_kernel: {{[1-9][0-9]*}} bytes of cubin
+// PTX-COUNT-5: kernel router_softmax_kernel{{.*}} router_softmax_kernel: {{[1-9][0-9]*}} bytes of cubin

@@ -89,13 +89,37 @@ func.func @rms_norm(%x: tensor<16x64xf32>, %g: tensor<64xf32>) -> tensor<16x64xf
 
 // -----
 
+// softmax over the last axis (router scores): row maxima, sums of the
+// shifted exponentials, then the quotient.
+// CHECK-DAG: #[[ID:.*]] = affine_map<(d0, d1) -> (d0, d1)>
+// CHECK-DAG: #[[ROWS:.*]] = affine_map<(d0, d1) -> (d0)>
+// CHECK-LABEL: func.func @softmax
+// CHECK: %[[NEG:.*]] = arith.constant 0xFF800000 : f32
+// CHECK: %[[MAXINIT:.*]] = linalg.fill ins(%[[NEG]] : f32)
+// CHECK: %[[MAX:.*]] = linalg.generic {indexing_maps = [#[[ID]], #[[ROWS]]], iterator_types = ["parallel", "reduction"]} ins(%arg0 : tensor<16x8xf32>) outs(%[[MAXINIT]] : tensor<16xf32>)
+// CHECK: arith.maximumf
+// CHECK: %[[SUM:.*]] = linalg.generic {indexing_maps = [#[[ID]], #[[ROWS]], #[[ROWS]]], iterator_types = ["parallel", "reduction"]} ins(%arg0, %[[MAX]] : tensor<16x8xf32>, tensor<16xf32>)
+// CHECK: arith.subf
+// CHECK: math.exp
+// CHECK: arith.addf
+// CHECK: linalg.generic {indexing_maps = [#[[ID]], #[[ROWS]], #[[ROWS]], #[[ID]]], iterator_types = ["parallel", "parallel"]} ins(%arg0, %[[MAX]], %[[SUM]] : tensor<16x8xf32>, tensor<16xf32>, tensor<16xf32>)
+// CHECK: arith.subf
+// CHECK: math.exp
+// CHECK: arith.divf
+func.func @softmax(%x: tensor<16x8xf32>) -> tensor<16x8xf32> {
+  %0 = moe.softmax %x axis = -1 : tensor<16x8xf32>
+  return %0 : tensor<16x8xf32>
+}
+
+// -----
+
 // Left alone: dynamic shapes, integers, rms_norm over more than the last
-// axis, ops outside the element-wise set.
+// axis, softmax over another axis.
 // CHECK-LABEL: func.func @unchanged
 // CHECK: moe.add %arg0, %arg0 : (tensor<?x8xf32>, tensor<?x8xf32>)
 // CHECK: moe.add %arg1, %arg1 : (tensor<4xi64>, tensor<4xi64>)
 // CHECK: moe.rms_norm %arg2, %arg3 axis = 0
-// CHECK: moe.softmax
+// CHECK: moe.softmax %arg2 axis = 0
 // CHECK-NOT: linalg
 func.func @unchanged(%d: tensor<?x8xf32>, %i: tensor<4xi64>,
                      %x: tensor<4x8xf32>, %s: tensor<4x8xf32>)
@@ -104,6 +128,6 @@ func.func @unchanged(%d: tensor<?x8xf32>, %i: tensor<4xi64>,
   %1 = moe.add %i, %i : (tensor<4xi64>, tensor<4xi64>) -> tensor<4xi64>
   %2 = moe.rms_norm %x, %s axis = 0 epsilon = 1.0e-06
       : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
-  %3 = moe.softmax %x axis = -1 : tensor<4x8xf32>
+  %3 = moe.softmax %x axis = 0 : tensor<4x8xf32>
   return %0, %1, %2, %3 : tensor<?x8xf32>, tensor<4xi64>, tensor<4x8xf32>, tensor<4x8xf32>
 }

@@ -19,6 +19,8 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 
+#include <limits>
+
 namespace moe {
 #define GEN_PASS_DEF_LOWERELEMENTWISETOLINALGPASS
 #include "moe/Dialect/MoE/Transforms/Passes.h.inc"
@@ -174,66 +176,146 @@ Value buildElementwise(OpBuilder &builder, Location loc,
   return generic.getResult(0);
 }
 
-/// rms_norm over the last axis: a sum-of-squares reduction, then one
+/// Reduces the last axis of `input` into an f32 tensor of its leading
+/// dimensions, from `init`: acc = combine(acc, x, row) with `row` the
+/// elements of `rowInputs` (f32, the leading dimensions) at x's row.
+Value reduceLastAxis(
+    OpBuilder &builder, Location loc, Value input, ValueRange rowInputs,
+    double init,
+    function_ref<Value(Body &, Value, Value, ArrayRef<Value>)> combine) {
+  auto type = cast<RankedTensorType>(input.getType());
+  MLIRContext *context = builder.getContext();
+  int64_t rank = type.getRank();
+  auto resultType =
+      RankedTensorType::get(type.getShape().drop_back(), builder.getF32Type());
+  Value start =
+      arith::ConstantOp::create(builder, loc, builder.getF32FloatAttr(init));
+  Value empty = tensor::EmptyOp::create(builder, loc, resultType.getShape(),
+                                        builder.getF32Type());
+  Value filled =
+      linalg::FillOp::create(builder, loc, ValueRange{start}, ValueRange{empty})
+          .getResult(0);
+  AffineMap identity = AffineMap::getMultiDimIdentityMap(rank, context);
+  AffineMap rows = identity.dropResult(rank - 1);
+  SmallVector<Value> inputs{input};
+  llvm::append_range(inputs, rowInputs);
+  SmallVector<AffineMap> maps{identity};
+  maps.append(rowInputs.size() + 1, rows);
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::parallel);
+  iterators.back() = utils::IteratorType::reduction;
+  auto generic = linalg::GenericOp::create(
+      builder, loc, TypeRange{resultType}, inputs, ValueRange{filled}, maps,
+      iterators, [&](OpBuilder &b, Location bodyLoc, ValueRange args) {
+        Body body{b, bodyLoc};
+        SmallVector<Value> row(args.drop_front().drop_back());
+        linalg::YieldOp::create(
+            b, bodyLoc, combine(body, args.back(), body.widen(args[0]), row));
+      });
+  return generic.getResult(0);
+}
+
+/// An element-wise generic over `input`'s shape, reading `input`, the
+/// elements of `rowInputs` (the leading dimensions) at the row and of
+/// `columnInputs` ([width]) at the column.
+Value mapWithRows(
+    OpBuilder &builder, Location loc, RankedTensorType resultType, Value input,
+    ValueRange rowInputs, ValueRange columnInputs,
+    function_ref<Value(Body &, Value, ArrayRef<Value>, ArrayRef<Value>)>
+        compute) {
+  MLIRContext *context = builder.getContext();
+  int64_t rank = resultType.getRank();
+  AffineMap identity = AffineMap::getMultiDimIdentityMap(rank, context);
+  AffineMap rows = identity.dropResult(rank - 1);
+  AffineMap column =
+      AffineMap::get(rank, 0, getAffineDimExpr(rank - 1, context));
+  SmallVector<Value> inputs{input};
+  llvm::append_range(inputs, rowInputs);
+  llvm::append_range(inputs, columnInputs);
+  SmallVector<AffineMap> maps{identity};
+  maps.append(rowInputs.size(), rows);
+  maps.append(columnInputs.size(), column);
+  maps.push_back(identity);
+  SmallVector<utils::IteratorType> parallel(rank,
+                                            utils::IteratorType::parallel);
+  Value empty = tensor::EmptyOp::create(builder, loc, resultType.getShape(),
+                                        resultType.getElementType());
+  size_t numRows = rowInputs.size();
+  auto generic = linalg::GenericOp::create(
+      builder, loc, TypeRange{resultType}, inputs, ValueRange{empty}, maps,
+      parallel, [&](OpBuilder &b, Location bodyLoc, ValueRange args) {
+        Body body{b, bodyLoc};
+        SmallVector<Value> row, columns;
+        for (size_t i = 0; i < numRows; ++i)
+          row.push_back(args[1 + i]);
+        for (Value value : args.drop_front(1 + numRows).drop_back())
+          columns.push_back(body.widen(value));
+        Value result = compute(body, body.widen(args[0]), row, columns);
+        linalg::YieldOp::create(
+            b, bodyLoc, body.narrow(result, resultType.getElementType()));
+      });
+  return generic.getResult(0);
+}
+
+/// Whether `axis` names the last dimension of `type`.
+bool isLastAxis(RankedTensorType type, int64_t axis) {
+  return type.getRank() >= 1 && (axis == -1 || axis == type.getRank() - 1);
+}
+
+/// rms_norm over the last axis: a sum-of-squares reduction (f32), then one
 /// element-wise generic. Null when the op normalises over more axes.
 Value lowerRMSNorm(OpBuilder &builder, RMSNormOp op) {
   RankedTensorType type = floatTensor(op.getResult().getType());
   RankedTensorType scaleType = floatTensor(op.getScale().getType());
-  int64_t axis = op.getAxisAttr().getInt();
-  if (!type || !scaleType || type.getRank() < 1 ||
-      (axis != -1 && axis != type.getRank() - 1) || scaleType.getRank() != 1 ||
+  if (!type || !scaleType || !isLastAxis(type, op.getAxisAttr().getInt()) ||
+      scaleType.getRank() != 1 ||
       scaleType.getDimSize(0) != type.getShape().back())
     return {};
   Location loc = op.getLoc();
-  MLIRContext *context = builder.getContext();
-  int64_t rank = type.getRank();
-  int64_t width = type.getShape().back();
-  // Sums of squares, in f32 whatever the storage type.
-  auto sumsType =
-      RankedTensorType::get(type.getShape().drop_back(), builder.getF32Type());
-  Value zero =
-      arith::ConstantOp::create(builder, loc, builder.getF32FloatAttr(0.0));
-  Value empty = tensor::EmptyOp::create(builder, loc, sumsType.getShape(),
-                                        builder.getF32Type());
-  Value init =
-      linalg::FillOp::create(builder, loc, ValueRange{zero}, ValueRange{empty})
-          .getResult(0);
-  AffineMap identity = AffineMap::getMultiDimIdentityMap(rank, context);
-  AffineMap rows = identity.dropResult(rank - 1);
-  SmallVector<utils::IteratorType> iterators(rank,
-                                             utils::IteratorType::parallel);
-  iterators.back() = utils::IteratorType::reduction;
-  auto sums = linalg::GenericOp::create(
-      builder, loc, TypeRange{sumsType}, ValueRange{op.getInput()},
-      ValueRange{init}, ArrayRef<AffineMap>{identity, rows}, iterators,
-      [&](OpBuilder &b, Location bodyLoc, ValueRange args) {
-        Body body{b, bodyLoc};
-        Value x = body.widen(args[0]);
-        linalg::YieldOp::create(b, bodyLoc, body.add(args[1], body.mul(x, x)));
-      });
-
-  Value inputs[] = {op.getInput(), sums.getResult(0), op.getScale()};
-  AffineMap lastDim =
-      AffineMap::get(rank, 0, getAffineDimExpr(rank - 1, context));
-  AffineMap maps[] = {identity, rows, lastDim, identity};
-  SmallVector<utils::IteratorType> parallel(rank,
-                                            utils::IteratorType::parallel);
-  Value out = tensor::EmptyOp::create(builder, loc, type.getShape(),
-                                      type.getElementType());
+  double width = static_cast<double>(type.getShape().back());
   double epsilon = op.getEpsilon().convertToDouble();
-  auto normalised = linalg::GenericOp::create(
-      builder, loc, TypeRange{type}, inputs, ValueRange{out}, maps, parallel,
-      [&](OpBuilder &b, Location bodyLoc, ValueRange args) {
-        Body body{b, bodyLoc};
-        Value mean = body.div(args[1], body.f32(static_cast<double>(width)));
+  Value sums =
+      reduceLastAxis(builder, loc, op.getInput(), {}, 0.0,
+                     [](Body &body, Value acc, Value x, ArrayRef<Value>) {
+                       return body.add(acc, body.mul(x, x));
+                     });
+  return mapWithRows(
+      builder, loc, type, op.getInput(), {sums}, {op.getScale()},
+      [&](Body &body, Value x, ArrayRef<Value> row, ArrayRef<Value> column) {
+        Value mean = body.div(row[0], body.f32(width));
         Value inverse = math::RsqrtOp::create(
-            b, bodyLoc, body.add(mean, body.f32(epsilon)));
-        Value result = body.mul(body.mul(body.widen(args[0]), inverse),
-                                body.widen(args[2]));
-        linalg::YieldOp::create(b, bodyLoc,
-                                body.narrow(result, type.getElementType()));
+            body.b, body.loc, body.add(mean, body.f32(epsilon)));
+        return body.mul(body.mul(x, inverse), column[0]);
       });
-  return normalised.getResult(0);
+}
+
+/// softmax over the last axis: the row maximum, the sum of exp(x - max),
+/// then exp(x - max) / sum. Null for another axis.
+Value lowerSoftmax(OpBuilder &builder, SoftmaxOp op) {
+  RankedTensorType type = floatTensor(op.getResult().getType());
+  if (!type || !isLastAxis(type, op.getAxisAttr().getInt()))
+    return {};
+  Location loc = op.getLoc();
+  Value input = op.getInput();
+  Value maxima = reduceLastAxis(
+      builder, loc, input, {}, -std::numeric_limits<double>::infinity(),
+      [](Body &body, Value acc, Value x, ArrayRef<Value>) -> Value {
+        return arith::MaximumFOp::create(body.b, body.loc, acc, x);
+      });
+  auto shifted = [](Body &body, Value x, Value maximum) -> Value {
+    Value difference = arith::SubFOp::create(body.b, body.loc, x, maximum);
+    return math::ExpOp::create(body.b, body.loc, difference);
+  };
+  Value sums =
+      reduceLastAxis(builder, loc, input, {maxima}, 0.0,
+                     [&](Body &body, Value acc, Value x, ArrayRef<Value> row) {
+                       return body.add(acc, shifted(body, x, row[0]));
+                     });
+  return mapWithRows(
+      builder, loc, type, input, {maxima, sums}, {},
+      [&](Body &body, Value x, ArrayRef<Value> row, ArrayRef<Value>) {
+        return body.div(shifted(body, x, row[0]), row[1]);
+      });
 }
 
 struct LowerElementwiseToLinalgPass
@@ -244,7 +326,7 @@ struct LowerElementwiseToLinalgPass
     getOperation()->walk([&](Operation *op) {
       if (isa<NegOp, AbsOp, ExpOp, LogOp, SqrtOp, ReciprocalOp, TanhOp, ErfOp,
               CosOp, SinOp, SigmoidOp, ReluOp, SiluOp, GeluOp, AddOp, SubOp,
-              MulOp, DivOp, PowOp, MaxOp, MinOp, RMSNormOp>(op))
+              MulOp, DivOp, PowOp, MaxOp, MinOp, RMSNormOp, SoftmaxOp>(op))
         candidates.push_back(op);
     });
     for (Operation *op : candidates) {
@@ -252,6 +334,8 @@ struct LowerElementwiseToLinalgPass
       Value replacement;
       if (auto norm = dyn_cast<RMSNormOp>(op)) {
         replacement = lowerRMSNorm(builder, norm);
+      } else if (auto softmax = dyn_cast<SoftmaxOp>(op)) {
+        replacement = lowerSoftmax(builder, softmax);
       } else {
         RankedTensorType type = floatTensor(op->getResult(0).getType());
         bool operandsOk = llvm::all_of(op->getOperandTypes(), [](Type t) {

@@ -157,8 +157,9 @@ def RaiseLayersPass : Pass<"moe-raise-layers"> {
 }
 
 def LowerElementwiseToLinalgPass : Pass<"moe-lower-elementwise-to-linalg"> {
-  let summary = "Rewrites element-wise moe ops and moe.rms_norm into "
-                "linalg.generic on tensors, the entry to the GPU kernel path.";
+  let summary = "Rewrites element-wise moe ops, moe.rms_norm and moe.softmax "
+                "into linalg.generic on tensors, the entry to the GPU kernel "
+                "path.";
   let description = [{
     The first step of the CUDA lowering: from linalg, upstream passes fuse
     neighbouring element-wise generics into one, bufferise, map the loops
@@ -170,11 +171,13 @@ def LowerElementwiseToLinalgPass : Pass<"moe-lower-elementwise-to-linalg"> {
     (neg, abs, exp, log, sqrt, reciprocal, tanh, erf, cos, sin, sigmoid,
     relu, silu, gelu with erf or tanh), the broadcasting binary ops (add,
     sub, mul, div, pow, max, min; numpy broadcasting becomes the generic's
-    indexing maps, with a size-1 dimension read at index 0) and rms_norm
+    indexing maps, with a size-1 dimension read at index 0), rms_norm
     over the last axis (a sum-of-squares reduction generic, then an
     element-wise generic that scales by the rsqrt of the mean plus epsilon
-    and by `scale`). Anything else, and dynamic shapes, are left as they
-    are: GEMMs and the MoE ops go to cuBLAS and the runtime's kernels.
+    and by `scale`) and softmax over the last axis (row maxima, sums of the
+    shifted exponentials, quotients: the router's scores). Anything else,
+    and dynamic shapes, are left as they are: GEMMs and the MoE ops go to
+    cuBLAS and the runtime's kernels.
 
     ```mlir
     // before
