@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Runtime/Executor.h"
+#include "moe/Runtime/MemoryPlan.h"
 
 #include "ExpertMatrices.h"
 #include "KernelSupport.h"
@@ -444,6 +445,67 @@ void Executor::prepareExpertWeights() {
   }
 }
 
+Status Executor::planActivations(const std::vector<bool> &isOutput,
+                                 std::vector<int64_t> &offsets) {
+  const Program &p = program_;
+  offsets.assign(p.numValues, -1);
+  // Values that stay out of the arena: outputs (read after the run), what
+  // collectives read or write (a peer may still be reading a buffer when
+  // this rank moves on), and dispatch results (moe-run reads the counts
+  // after the run for --expert-load).
+  auto keepsOwnBuffer = [](const std::string &op) {
+    static const char *names[] = {
+        "ragged_all_to_all", "transpose_chunks", "stage_transfer", "all_slice",
+        "all_gather",        "all_reduce",       "dispatch"};
+    return std::find(std::begin(names), std::end(names), op) != std::end(names);
+  };
+  std::vector<int64_t> first(p.numValues, -1), last(p.numValues, -1);
+  std::vector<bool> eligible(p.numValues, false);
+  std::vector<const ValueType *> types(p.numValues, nullptr);
+  for (size_t i = 0; i < p.operations.size(); ++i) {
+    const Operation &op = p.operations[i];
+    if (!runsHere_[i] || isStatic_[op.results.front()])
+      continue;
+    bool own = keepsOwnBuffer(op.op);
+    for (int operand : op.operands) {
+      if (operand < 0)
+        continue;
+      last[operand] = static_cast<int64_t>(i);
+      if (own)
+        eligible[operand] = false;
+    }
+    for (size_t r = 0; r < op.results.size(); ++r) {
+      int id = op.results[r];
+      first[id] = last[id] = static_cast<int64_t>(i);
+      eligible[id] = !own && !isOutput[id];
+      types[id] = &op.resultTypes[r];
+    }
+  }
+  std::vector<BufferLifetime> buffers;
+  std::vector<int> ids;
+  for (int id = 0; id < p.numValues; ++id) {
+    if (!eligible[id])
+      continue;
+    int64_t bytes = numElements(types[id]->shape) * dtypeSize(types[id]->dtype);
+    buffers.push_back({bytes, first[id], last[id]});
+    ids.push_back(id);
+  }
+  if (buffers.empty())
+    return Status::success();
+  constexpr int64_t alignment = 64;
+  MemoryPlan plan = planMemory(buffers, alignment);
+  int64_t arenaBytes = std::max<int64_t>(plan.arenaBytes, alignment);
+  // Pages are committed as operations first touch them.
+  void *memory = std::aligned_alloc(alignment, arenaBytes);
+  if (!memory)
+    return Status::error("out of memory allocating the " +
+                         std::to_string(arenaBytes) + "-byte activation arena");
+  arena_ = std::shared_ptr<void>(memory, std::free);
+  for (size_t b = 0; b < ids.size(); ++b)
+    offsets[ids[b]] = plan.offsets[b];
+  return Status::success();
+}
+
 Status Executor::create(Program program, const std::string &programDirectory,
                         int threads, std::unique_ptr<Executor> &executor,
                         Communicator *world) {
@@ -581,15 +643,26 @@ Status Executor::create(Program program, const std::string &programDirectory,
     }
     self.values_[value] = Tensor();
   };
+  std::vector<int64_t> arenaOffsets;
+  if (Status status = self.planActivations(isOutput, arenaOffsets); !status)
+    return status;
   int64_t packedBytes = 0;
   for (size_t i = 0; i < p.operations.size(); ++i) {
     const Operation &op = p.operations[i];
     // Another stage's operations need no buffers here.
     if (!self.runsHere_[i])
       continue;
-    for (size_t r = 0; r < op.results.size(); ++r)
-      if (Status status = allocate(op.results[r], op.resultTypes[r]); !status)
+    for (size_t r = 0; r < op.results.size(); ++r) {
+      int id = op.results[r];
+      if (arenaOffsets[id] >= 0) {
+        self.values_[id] =
+            Tensor(op.resultTypes[r].dtype, op.resultTypes[r].shape,
+                   static_cast<char *>(self.arena_.get()) + arenaOffsets[id],
+                   self.arena_);
+      } else if (Status status = allocate(id, op.resultTypes[r]); !status) {
         return status;
+      }
+    }
     if (PreparedFFN *prepared = self.prepared_[i].get();
         prepared && prepared->pack) {
       std::vector<detail::ExpertMatrices *> matrices;

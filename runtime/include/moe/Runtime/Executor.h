@@ -64,7 +64,10 @@ public:
              std::vector<OpTiming> *timings = nullptr);
 
   /// The current value of program value `id` (after a run: what it
-  /// computed; released static values are empty).
+  /// computed for outputs, dispatch results and collectives' operands and
+  /// results; other intermediate values share an arena, so a later
+  /// operation may have overwritten them; released static values are
+  /// empty).
   const Tensor &value(int id) const { return values_[id]; }
 
   /// Bytes of weights (and constants) this rank holds for its runs, after
@@ -78,6 +81,11 @@ private:
   Executor() = default;
   Status loadWeights(const std::string &programDirectory);
   void prepareExpertWeights();
+  /// Places the intermediate values this rank computes in one arena
+  /// (MemoryPlan.h): `offsets[id]` is a value's byte offset, -1 for one
+  /// with a buffer of its own.
+  Status planActivations(const std::vector<bool> &isOutput,
+                         std::vector<int64_t> &offsets);
   Status createGroups(Communicator *world);
   Status selectOperations(Communicator *world);
   Status runOperation(size_t index);
@@ -94,6 +102,8 @@ private:
   std::vector<bool> runsHere_;
   /// Weights that are views of mapped files: their bytes, by value.
   std::map<int, std::pair<const void *, size_t>> weightViews_;
+  /// The arena of intermediate values (planActivations).
+  std::shared_ptr<void> arena_;
   /// The kernels' threads beyond the caller's (with --threads > 1).
   std::unique_ptr<WorkerPool> pool_;
   /// Per operation: set for an expert_ffn whose weights were traced back
