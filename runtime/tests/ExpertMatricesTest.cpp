@@ -79,8 +79,10 @@ struct Dims {
   int64_t experts, k, n;
 };
 // k = 37 and 70 leave tails of the 64- and 16-wide loops; n = 45 and 70
-// leave partly filled panels (both halves of a 32-wide panel).
-const Dims dims[] = {{2, 37, 45}, {3, 70, 70}, {1, 128, 32}, {2, 5, 17}};
+// leave partly filled panels (both halves of a 32-wide panel). 1024 x 1100
+// is large enough (2^20 multiply-adds with one row) for a pool to split.
+const Dims dims[] = {
+    {2, 37, 45}, {3, 70, 70}, {1, 128, 32}, {2, 5, 17}, {1, 1024, 1100}};
 
 TEST(ExpertMatricesTest, ContiguousMatchesLoop) {
   for (const Dims &d : dims) {
