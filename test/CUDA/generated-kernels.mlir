@@ -67,9 +67,28 @@ func.func @router_softmax(%logits: tensor<4096x8xf32>) -> tensor<4096x8xf32> {
   return %scores : tensor<4096x8xf32>
 }
 
+// Routing in 18 kernels: the logits (zeroed, then a 256-long dot product a
+// thread), softmax (5 as above), two top-k passes (each a fill of the best
+// values, a fill of the best indices and the reduction, one thread per
+// token), the expert indices, the picks' plain scores gathered by them,
+// their sums (fill, reduce) and the normalised weights.
+// LAUNCH-LABEL: func.func @router_top2
+// LAUNCH: gpu.launch_func @router_top2_kernel::@router_top2_kernel blocks in (%c512, %c1, %c1) threads in (%c1, %c256, %c1)
+// LAUNCH-COUNT-17: gpu.launch_func @router_top2_kernel_{{[0-9]+}}::@router_top2_kernel
+// LAUNCH-NOT: gpu.launch_func
+// LAUNCH: return
+func.func @router_top2(%x: tensor<512x256xf32>, %w: tensor<256x8xf32>)
+    -> (tensor<512x2xf32>, tensor<512x2xi64>) {
+  %weights, %experts = moe.router %x, %w top_k = 2 score = softmax normalize
+      : (tensor<512x256xf32>, tensor<256x8xf32>)
+        -> (tensor<512x2xf32>, tensor<512x2xi64>)
+  return %weights, %experts : tensor<512x2xf32>, tensor<512x2xi64>
+}
+
 // Every kernel assembles for sm_90a.
 // PTX: kernel swiglu_with_bias_kernel swiglu_with_bias_kernel: {{[1-9][0-9]*}} bytes of cubin
 // PTX: kernel rms_norm_bf16_kernel rms_norm_bf16_kernel: {{[1-9][0-9]*}} bytes of cubin
 // PTX: kernel rms_norm_bf16_kernel_0 rms_norm_bf16_kernel: {{[1-9][0-9]*}} bytes of cubin
 // PTX: kernel rms_norm_bf16_kernel_1 rms_norm_bf16_kernel: {{[1-9][0-9]*}} bytes of cubin
 // PTX-COUNT-5: kernel router_softmax_kernel{{.*}} router_softmax_kernel: {{[1-9][0-9]*}} bytes of cubin
+// PTX-COUNT-18: kernel router_top2_kernel{{.*}} router_top2_kernel: {{[1-9][0-9]*}} bytes of cubin

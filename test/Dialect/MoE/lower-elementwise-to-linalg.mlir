@@ -113,21 +113,97 @@ func.func @softmax(%x: tensor<16x8xf32>) -> tensor<16x8xf32> {
 
 // -----
 
+// top_k: one reduction per pass. Pass 0 keeps the best element (a higher
+// value, or an equal one at a lower index); pass 1 also requires it to rank
+// after pass 0's pick; then values and indices are stacked and narrowed.
+// CHECK-DAG: #[[ID:.*]] = affine_map<(d0, d1) -> (d0, d1)>
+// CHECK-DAG: #[[ROWS:.*]] = affine_map<(d0, d1) -> (d0)>
+// CHECK-LABEL: func.func @top_k
+// CHECK: %[[WORST:.*]] = arith.constant 0xFF800000 : f32
+// CHECK: linalg.fill ins(%[[WORST]] : f32)
+// CHECK: %[[PAST:.*]] = arith.constant 8 : i64
+// CHECK: linalg.fill ins(%[[PAST]] : i64)
+// CHECK: %[[P0:.*]]:2 = linalg.generic {indexing_maps = [#[[ID]], #[[ROWS]], #[[ROWS]]], iterator_types = ["parallel", "reduction"]} ins(%arg0 : tensor<16x8xf32>)
+// CHECK: linalg.index 1
+// CHECK: arith.cmpf ogt
+// CHECK: arith.cmpf oeq
+// CHECK: arith.cmpi slt
+// CHECK: %[[P1:.*]]:2 = linalg.generic {{.*}} ins(%arg0, %[[P0]]#0, %[[P0]]#1 : tensor<16x8xf32>, tensor<16xf32>, tensor<16xi64>)
+// CHECK: linalg.generic {{.*}} ins(%[[P0]]#0, %[[P1]]#0 : tensor<16xf32>, tensor<16xf32>) outs(%{{.*}} : tensor<16x2xf32>)
+// CHECK: linalg.generic {{.*}} ins(%[[P0]]#1, %[[P1]]#1 : tensor<16xi64>, tensor<16xi64>) outs(%{{.*}} : tensor<16x2xi32>)
+// CHECK: arith.trunci {{.*}} : i64 to i32
+// CHECK-NOT: moe.
+func.func @top_k(%x: tensor<16x8xf32>) -> (tensor<16x2xf32>, tensor<16x2xi32>) {
+  %v, %i = moe.top_k %x k = 2 axis = -1
+      : tensor<16x8xf32> -> tensor<16x2xf32>, tensor<16x2xi32>
+  return %v, %i : tensor<16x2xf32>, tensor<16x2xi32>
+}
+
+// -----
+
+// The smallest k: the worst start is +inf and the comparisons flip.
+// CHECK-LABEL: func.func @top_k_smallest
+// CHECK: arith.constant 0x7F800000 : f32
+// CHECK: arith.cmpf olt
+func.func @top_k_smallest(%x: tensor<16x8xf32>) -> (tensor<16x1xf32>, tensor<16x1xi64>) {
+  %v, %i = moe.top_k %x k = 1 axis = -1 smallest
+      : tensor<16x8xf32> -> tensor<16x1xf32>, tensor<16x1xi64>
+  return %v, %i : tensor<16x1xf32>, tensor<16x1xi64>
+}
+
+// -----
+
+// The router: logits by linalg.matmul, sigmoid scores, selection on the
+// scores plus the correction bias, the plain scores gathered by index,
+// normalised.
+// CHECK-LABEL: func.func @router
+// CHECK: %[[LOGITS:.*]] = linalg.matmul ins(%arg0, %arg1 : tensor<16x64xf32>, tensor<64x8xf32>)
+// CHECK: %[[SCORES:.*]] = linalg.generic {{.*}} ins(%[[LOGITS]] : tensor<16x8xf32>)
+// CHECK: math.exp
+// CHECK: %[[CHOICE:.*]] = linalg.generic {{.*}} ins(%[[SCORES]], %arg2 : tensor<16x8xf32>, tensor<8xf32>)
+// CHECK: %[[P0:.*]]:2 = linalg.generic {{.*}} ins(%[[CHOICE]] : tensor<16x8xf32>)
+// CHECK: %[[P1:.*]]:2 = linalg.generic {{.*}} ins(%[[CHOICE]], %[[P0]]#0, %[[P0]]#1 :
+// CHECK: %[[EXPERTS:.*]] = linalg.generic {{.*}} ins(%[[P0]]#1, %[[P1]]#1 : tensor<16xi64>, tensor<16xi64>) outs(%{{.*}} : tensor<16x2xi64>)
+// CHECK: %[[PICKED:.*]] = linalg.generic {{.*}} ins(%[[EXPERTS]] : tensor<16x2xi64>) outs(%{{.*}} : tensor<16x2xf32>)
+// CHECK: tensor.extract %[[SCORES]]
+// CHECK: %[[SUMS:.*]] = linalg.generic {{.*}} iterator_types = ["parallel", "reduction"]} ins(%[[PICKED]] : tensor<16x2xf32>)
+// CHECK: %[[WEIGHTS:.*]] = linalg.generic {{.*}} ins(%[[PICKED]], %[[SUMS]] :
+// CHECK: arith.divf
+// CHECK: return %[[WEIGHTS]], %[[EXPERTS]]
+func.func @router(%x: tensor<16x64xf32>, %w: tensor<64x8xf32>,
+                  %c: tensor<8xf32>) -> (tensor<16x2xf32>, tensor<16x2xi64>) {
+  %weights, %experts = moe.router %x, %w correction %c top_k = 2
+      score = sigmoid normalize
+      : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8xf32>)
+        -> (tensor<16x2xf32>, tensor<16x2xi64>)
+  return %weights, %experts : tensor<16x2xf32>, tensor<16x2xi64>
+}
+
+// -----
+
 // Left alone: dynamic shapes, integers, rms_norm over more than the last
-// axis, softmax over another axis.
+// axis, softmax and top_k over another axis, grouped routing.
 // CHECK-LABEL: func.func @unchanged
 // CHECK: moe.add %arg0, %arg0 : (tensor<?x8xf32>, tensor<?x8xf32>)
 // CHECK: moe.add %arg1, %arg1 : (tensor<4xi64>, tensor<4xi64>)
 // CHECK: moe.rms_norm %arg2, %arg3 axis = 0
 // CHECK: moe.softmax %arg2 axis = 0
+// CHECK: moe.top_k %arg2 k = 1 axis = 0
+// CHECK: moe.router %arg4, %arg5 top_k = 2 score = sigmoid normalize {num_groups = 4 : i64, top_k_groups = 2 : i64}
 // CHECK-NOT: linalg
 func.func @unchanged(%d: tensor<?x8xf32>, %i: tensor<4xi64>,
-                     %x: tensor<4x8xf32>, %s: tensor<4x8xf32>)
+                     %x: tensor<4x8xf32>, %s: tensor<4x8xf32>,
+                     %t: tensor<16x64xf32>, %r: tensor<64x8xf32>)
     -> (tensor<?x8xf32>, tensor<4xi64>, tensor<4x8xf32>, tensor<4x8xf32>) {
   %0 = moe.add %d, %d : (tensor<?x8xf32>, tensor<?x8xf32>) -> tensor<?x8xf32>
   %1 = moe.add %i, %i : (tensor<4xi64>, tensor<4xi64>) -> tensor<4xi64>
   %2 = moe.rms_norm %x, %s axis = 0 epsilon = 1.0e-06
       : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
   %3 = moe.softmax %x axis = 0 : tensor<4x8xf32>
+  %v, %k = moe.top_k %x k = 1 axis = 0
+      : tensor<4x8xf32> -> tensor<1x8xf32>, tensor<1x8xi64>
+  %w, %e = moe.router %t, %r top_k = 2 score = sigmoid normalize
+      {num_groups = 4 : i64, top_k_groups = 2 : i64}
+      : (tensor<16x64xf32>, tensor<64x8xf32>) -> (tensor<16x2xf32>, tensor<16x2xi64>)
   return %0, %1, %2, %3 : tensor<?x8xf32>, tensor<4xi64>, tensor<4x8xf32>, tensor<4x8xf32>
 }

@@ -2,11 +2,12 @@
 //
 // Part of moe-compiler.
 //
-// The entry to the GPU kernel path (issue 6): element-wise moe ops and
-// rms_norm become linalg.generic ops, which upstream MLIR fuses, maps onto
-// GPU blocks and threads and compiles through NVVM. Bodies compute in f32:
-// f16 and bf16 tensors are widened on load and narrowed on store, so the
-// reduction of rms_norm accumulates in f32 whatever the storage type.
+// The entry to the GPU kernel path (issue 6): element-wise moe ops,
+// rms_norm, softmax, top_k and the router become linalg ops, which upstream
+// MLIR fuses, maps onto GPU blocks and threads and compiles through NVVM.
+// Bodies compute in f32: f16 and bf16 tensors are widened on load and narrowed
+// on store, so the reduction of rms_norm accumulates in f32 whatever the
+// storage type.
 //
 //===----------------------------------------------------------------------===//
 
@@ -289,14 +290,10 @@ Value lowerRMSNorm(OpBuilder &builder, RMSNormOp op) {
       });
 }
 
-/// softmax over the last axis: the row maximum, the sum of exp(x - max),
-/// then exp(x - max) / sum. Null for another axis.
-Value lowerSoftmax(OpBuilder &builder, SoftmaxOp op) {
-  RankedTensorType type = floatTensor(op.getResult().getType());
-  if (!type || !isLastAxis(type, op.getAxisAttr().getInt()))
-    return {};
-  Location loc = op.getLoc();
-  Value input = op.getInput();
+/// softmax of `input` over its last axis: the row maximum, the sum of
+/// exp(x - max), then exp(x - max) / sum, as `type`.
+Value buildSoftmax(OpBuilder &builder, Location loc, RankedTensorType type,
+                   Value input) {
   Value maxima = reduceLastAxis(
       builder, loc, input, {}, -std::numeric_limits<double>::infinity(),
       [](Body &body, Value acc, Value x, ArrayRef<Value>) -> Value {
@@ -318,6 +315,269 @@ Value lowerSoftmax(OpBuilder &builder, SoftmaxOp op) {
       });
 }
 
+/// softmax over the last axis; null for another axis.
+Value lowerSoftmax(OpBuilder &builder, SoftmaxOp op) {
+  RankedTensorType type = floatTensor(op.getResult().getType());
+  if (!type || !isLastAxis(type, op.getAxisAttr().getInt()))
+    return {};
+  return buildSoftmax(builder, op.getLoc(), type, op.getInput());
+}
+
+/// The k best elements of each row of `input` (the last axis), best first,
+/// ties to the lower index (ONNX TopK): `values` (f32) and `indices` (i64),
+/// each a list of k tensors of the leading dimensions.
+///
+/// Pass j is one reduction over the row that keeps the best element among
+/// those ranked after pass j-1's pick in the order (value, then lower index
+/// first). That order is total, so no mask of earlier picks is needed: a
+/// GPU thread holds only the previous pick, and k reductions over a row of
+/// E experts cost k x E compares, what a router's small k and E want.
+void selectTopK(OpBuilder &builder, Location loc, Value input, int64_t k,
+                bool smallest, SmallVectorImpl<Value> &values,
+                SmallVectorImpl<Value> &indices) {
+  auto type = cast<RankedTensorType>(input.getType());
+  MLIRContext *context = builder.getContext();
+  int64_t rank = type.getRank();
+  int64_t width = type.getShape().back();
+  ArrayRef<int64_t> rowShape = type.getShape().drop_back();
+  Type f32 = builder.getF32Type(), i64 = builder.getI64Type();
+  double worst = smallest ? std::numeric_limits<double>::infinity()
+                          : -std::numeric_limits<double>::infinity();
+  AffineMap identity = AffineMap::getMultiDimIdentityMap(rank, context);
+  AffineMap rows = identity.dropResult(rank - 1);
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::parallel);
+  iterators.back() = utils::IteratorType::reduction;
+  auto filled = [&](Type element, TypedAttr init) {
+    Value start = arith::ConstantOp::create(builder, loc, init);
+    Value empty = tensor::EmptyOp::create(builder, loc, rowShape, element);
+    return linalg::FillOp::create(builder, loc, ValueRange{start},
+                                  ValueRange{empty})
+        .getResult(0);
+  };
+  for (int64_t pass = 0; pass < k; ++pass) {
+    SmallVector<Value> inputs{input};
+    if (pass > 0) {
+      inputs.push_back(values.back());
+      inputs.push_back(indices.back());
+    }
+    SmallVector<AffineMap> maps{identity};
+    maps.append(inputs.size() + 1, rows);
+    // An index past the row loses every tie, so the first eligible element
+    // replaces the initial pick even when it equals the worst value.
+    SmallVector<Value> inits{filled(f32, builder.getF32FloatAttr(worst)),
+                             filled(i64, builder.getI64IntegerAttr(width))};
+    auto generic = linalg::GenericOp::create(
+        builder, loc, TypeRange{inits[0].getType(), inits[1].getType()}, inputs,
+        inits, maps, iterators,
+        [&](OpBuilder &b, Location bodyLoc, ValueRange args) {
+          Body body{b, bodyLoc};
+          Value x = body.widen(args[0]);
+          Value index = arith::IndexCastOp::create(
+              b, bodyLoc, i64, linalg::IndexOp::create(b, bodyLoc, rank - 1));
+          Value bestValue = args[args.size() - 2], bestIndex = args.back();
+          auto ranksBefore = [&](Value value, Value valueIndex, Value other,
+                                 Value otherIndex) {
+            Value strictly =
+                arith::CmpFOp::create(b, bodyLoc,
+                                      smallest ? arith::CmpFPredicate::OLT
+                                               : arith::CmpFPredicate::OGT,
+                                      value, other);
+            Value equal = arith::CmpFOp::create(
+                b, bodyLoc, arith::CmpFPredicate::OEQ, value, other);
+            Value lower = arith::CmpIOp::create(
+                b, bodyLoc, arith::CmpIPredicate::slt, valueIndex, otherIndex);
+            return arith::OrIOp::create(
+                b, bodyLoc, strictly,
+                arith::AndIOp::create(b, bodyLoc, equal, lower));
+          };
+          Value take = ranksBefore(x, index, bestValue, bestIndex);
+          if (pass > 0) {
+            Value after = ranksBefore(args[1], args[2], x, index);
+            take = arith::AndIOp::create(b, bodyLoc, take, after);
+          }
+          linalg::YieldOp::create(
+              b, bodyLoc,
+              ValueRange{
+                  arith::SelectOp::create(b, bodyLoc, take, x, bestValue),
+                  arith::SelectOp::create(b, bodyLoc, take, index, bestIndex)});
+        });
+    values.push_back(generic.getResult(0));
+    indices.push_back(generic.getResult(1));
+  }
+}
+
+/// Stacks the per-row tensors `parts` (k of them, the leading dimensions)
+/// into a [..., k] tensor of `resultType`, converting each element with
+/// `convert`.
+Value stackLastAxis(OpBuilder &builder, Location loc,
+                    RankedTensorType resultType, ValueRange parts,
+                    function_ref<Value(OpBuilder &, Location, Value)> convert) {
+  MLIRContext *context = builder.getContext();
+  int64_t rank = resultType.getRank();
+  AffineMap identity = AffineMap::getMultiDimIdentityMap(rank, context);
+  SmallVector<AffineMap> maps(parts.size(), identity.dropResult(rank - 1));
+  maps.push_back(identity);
+  SmallVector<utils::IteratorType> parallel(rank,
+                                            utils::IteratorType::parallel);
+  Value empty = tensor::EmptyOp::create(builder, loc, resultType.getShape(),
+                                        resultType.getElementType());
+  auto generic = linalg::GenericOp::create(
+      builder, loc, TypeRange{resultType}, parts, ValueRange{empty}, maps,
+      parallel, [&](OpBuilder &b, Location bodyLoc, ValueRange args) {
+        Value slot = linalg::IndexOp::create(b, bodyLoc, rank - 1);
+        Value chosen = args[0];
+        for (size_t j = 1; j < parts.size(); ++j) {
+          Value isSlot = arith::CmpIOp::create(
+              b, bodyLoc, arith::CmpIPredicate::eq, slot,
+              arith::ConstantIndexOp::create(b, bodyLoc, j));
+          chosen = arith::SelectOp::create(b, bodyLoc, isSlot, args[j], chosen);
+        }
+        linalg::YieldOp::create(b, bodyLoc, convert(b, bodyLoc, chosen));
+      });
+  return generic.getResult(0);
+}
+
+/// i64 to the integer type `type` (the indices' declared width).
+Value convertIndex(OpBuilder &b, Location loc, Value index, Type type) {
+  unsigned width = type.getIntOrFloatBitWidth();
+  if (width == 64)
+    return index;
+  return arith::TruncIOp::create(b, loc, type, index);
+}
+
+/// top_k over the last axis of a float tensor: k selection passes, then the
+/// values and indices stacked. Null for another axis or element type.
+LogicalResult lowerTopK(OpBuilder &builder, TopKOp op) {
+  RankedTensorType inputType = floatTensor(op.getInput().getType());
+  RankedTensorType valuesType = floatTensor(op.getValues().getType());
+  auto indicesType = dyn_cast<RankedTensorType>(op.getIndices().getType());
+  if (!inputType || !valuesType || !indicesType ||
+      !indicesType.hasStaticShape() ||
+      !isLastAxis(inputType, op.getAxisAttr().getInt()))
+    return failure();
+  Location loc = op.getLoc();
+  SmallVector<Value> values, indices;
+  selectTopK(builder, loc, op.getInput(), op.getK(), op.getSmallest(), values,
+             indices);
+  Type valueElement = valuesType.getElementType();
+  Type indexElement = indicesType.getElementType();
+  op.getValues().replaceAllUsesWith(stackLastAxis(
+      builder, loc, valuesType, values, [&](OpBuilder &b, Location l, Value v) {
+        return Body{b, l}.narrow(v, valueElement);
+      }));
+  op.getIndices().replaceAllUsesWith(
+      stackLastAxis(builder, loc, indicesType, indices,
+                    [&](OpBuilder &b, Location l, Value index) {
+                      return convertIndex(b, l, index, indexElement);
+                    }));
+  return success();
+}
+
+/// router without expert groups: the logits (a matmul in f32, plus the
+/// bias), the scores (softmax or sigmoid), top-k selection on the scores
+/// plus the correction bias, the selected plain scores gathered, then
+/// normalised and scaled. Failure, leaving the op, for grouped routing.
+LogicalResult lowerRouter(OpBuilder &builder, RouterOp op) {
+  RankedTensorType inputType = floatTensor(op.getInput().getType());
+  RankedTensorType routerType = floatTensor(op.getRouterWeight().getType());
+  RankedTensorType weightsType = floatTensor(op.getWeights().getType());
+  auto expertsType = dyn_cast<RankedTensorType>(op.getExperts().getType());
+  if (!inputType || !routerType || !weightsType || !expertsType ||
+      !expertsType.hasStaticShape() || inputType.getRank() != 2 ||
+      op.getNumGroups() != 1)
+    return failure();
+  Location loc = op.getLoc();
+  Type f32 = builder.getF32Type();
+  int64_t tokens = inputType.getDimSize(0);
+  int64_t numExperts = routerType.getDimSize(1);
+  int64_t topK = op.getTopK();
+  auto scoresType = RankedTensorType::get({tokens, numExperts}, f32);
+
+  Value zero =
+      arith::ConstantOp::create(builder, loc, builder.getF32FloatAttr(0.0));
+  Value empty =
+      tensor::EmptyOp::create(builder, loc, scoresType.getShape(), f32);
+  Value zeros =
+      linalg::FillOp::create(builder, loc, ValueRange{zero}, ValueRange{empty})
+          .getResult(0);
+  Value logits =
+      linalg::MatmulOp::create(builder, loc, TypeRange{scoresType},
+                               ValueRange{op.getInput(), op.getRouterWeight()},
+                               ValueRange{zeros})
+          .getResult(0);
+  if (Value bias = op.getRouterBias())
+    logits = buildElementwise(
+        builder, loc, scoresType, {logits, bias},
+        [](Body &body, ArrayRef<Value> e) { return body.add(e[0], e[1]); });
+  Value scores = op.getScore() == ScoreFunction::sigmoid
+                     ? buildElementwise(builder, loc, scoresType, {logits},
+                                        [](Body &body, ArrayRef<Value> e) {
+                                          return body.sigmoid(e[0]);
+                                        })
+                     : buildSoftmax(builder, loc, scoresType, logits);
+  // The correction bias steers selection only; weights use plain scores.
+  Value choice = scores;
+  if (Value correction = op.getCorrectionBias())
+    choice = buildElementwise(
+        builder, loc, scoresType, {scores, correction},
+        [](Body &body, ArrayRef<Value> e) { return body.add(e[0], e[1]); });
+  SmallVector<Value> picked, indices;
+  selectTopK(builder, loc, choice, topK, /*smallest=*/false, picked, indices);
+
+  Type expertElement = expertsType.getElementType();
+  Value experts =
+      stackLastAxis(builder, loc, expertsType, indices,
+                    [&](OpBuilder &b, Location l, Value index) {
+                      return convertIndex(b, l, index, expertElement);
+                    });
+
+  // The plain score of each selected expert, read where its index points.
+  auto pairsType = RankedTensorType::get({tokens, topK}, f32);
+  AffineMap pairs = AffineMap::getMultiDimIdentityMap(2, builder.getContext());
+  Value pairsEmpty =
+      tensor::EmptyOp::create(builder, loc, pairsType.getShape(), f32);
+  Value gathered =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{pairsType}, ValueRange{experts},
+          ValueRange{pairsEmpty}, SmallVector<AffineMap>{pairs, pairs},
+          SmallVector<utils::IteratorType>(2, utils::IteratorType::parallel),
+          [&](OpBuilder &b, Location bodyLoc, ValueRange args) {
+            Value token = linalg::IndexOp::create(b, bodyLoc, 0);
+            Value column = arith::IndexCastOp::create(
+                b, bodyLoc, b.getIndexType(), args[0]);
+            linalg::YieldOp::create(
+                b, bodyLoc,
+                tensor::ExtractOp::create(b, bodyLoc, scores,
+                                          ValueRange{token, column})
+                    .getResult());
+          })
+          .getResult(0);
+
+  double scaling = op.getRoutedScalingFactor().convertToDouble();
+  Value weights;
+  if (op.getNormalize()) {
+    Value sums =
+        reduceLastAxis(builder, loc, gathered, {}, 0.0,
+                       [](Body &body, Value acc, Value w, ArrayRef<Value>) {
+                         return body.add(acc, w);
+                       });
+    weights = mapWithRows(
+        builder, loc, weightsType, gathered, {sums}, {},
+        [&](Body &body, Value w, ArrayRef<Value> row, ArrayRef<Value>) {
+          return body.mul(body.div(w, row[0]), body.f32(scaling));
+        });
+  } else {
+    weights = buildElementwise(builder, loc, weightsType, {gathered},
+                               [&](Body &body, ArrayRef<Value> e) {
+                                 return body.mul(e[0], body.f32(scaling));
+                               });
+  }
+  op.getWeights().replaceAllUsesWith(weights);
+  op.getExperts().replaceAllUsesWith(experts);
+  return success();
+}
+
 struct LowerElementwiseToLinalgPass
     : moe::impl::LowerElementwiseToLinalgPassBase<
           LowerElementwiseToLinalgPass> {
@@ -326,11 +586,21 @@ struct LowerElementwiseToLinalgPass
     getOperation()->walk([&](Operation *op) {
       if (isa<NegOp, AbsOp, ExpOp, LogOp, SqrtOp, ReciprocalOp, TanhOp, ErfOp,
               CosOp, SinOp, SigmoidOp, ReluOp, SiluOp, GeluOp, AddOp, SubOp,
-              MulOp, DivOp, PowOp, MaxOp, MinOp, RMSNormOp, SoftmaxOp>(op))
+              MulOp, DivOp, PowOp, MaxOp, MinOp, RMSNormOp, SoftmaxOp, TopKOp,
+              RouterOp>(op))
         candidates.push_back(op);
     });
     for (Operation *op : candidates) {
       OpBuilder builder(op);
+      // Ops with two results replace their uses themselves.
+      if (isa<TopKOp, RouterOp>(op)) {
+        LogicalResult lowered = isa<TopKOp>(op)
+                                    ? lowerTopK(builder, cast<TopKOp>(op))
+                                    : lowerRouter(builder, cast<RouterOp>(op));
+        if (succeeded(lowered))
+          op->erase();
+        continue;
+      }
       Value replacement;
       if (auto norm = dyn_cast<RMSNormOp>(op)) {
         replacement = lowerRMSNorm(builder, norm);

@@ -157,9 +157,9 @@ def RaiseLayersPass : Pass<"moe-raise-layers"> {
 }
 
 def LowerElementwiseToLinalgPass : Pass<"moe-lower-elementwise-to-linalg"> {
-  let summary = "Rewrites element-wise moe ops, moe.rms_norm and moe.softmax "
-                "into linalg.generic on tensors, the entry to the GPU kernel "
-                "path.";
+  let summary = "Rewrites element-wise moe ops, moe.rms_norm, moe.softmax, "
+                "moe.top_k and moe.router into linalg on tensors, the entry "
+                "to the GPU kernel path.";
   let description = [{
     The first step of the CUDA lowering: from linalg, upstream passes fuse
     neighbouring element-wise generics into one, bufferise, map the loops
@@ -175,9 +175,15 @@ def LowerElementwiseToLinalgPass : Pass<"moe-lower-elementwise-to-linalg"> {
     over the last axis (a sum-of-squares reduction generic, then an
     element-wise generic that scales by the rsqrt of the mean plus epsilon
     and by `scale`) and softmax over the last axis (row maxima, sums of the
-    shifted exponentials, quotients: the router's scores). Anything else,
-    and dynamic shapes, are left as they are: GEMMs and the MoE ops go to
-    cuBLAS and the runtime's kernels.
+    shifted exponentials, quotients), top_k over the last axis (k reduction
+    generics, pass j keeping the best element ranked after pass j-1's pick
+    in the order value then lower index, so ties go to the lower index as
+    in ONNX and a thread needs no mask of earlier picks) and moe.router
+    without expert groups (a linalg.matmul for the logits in f32, bias,
+    softmax or sigmoid scores, top-k on the scores plus the correction bias,
+    the plain scores of the picks gathered, normalised and scaled).
+    Anything else, grouped routing and dynamic shapes are left as they are:
+    GEMMs and the other MoE ops go to cuBLAS and the runtime's kernels.
 
     ```mlir
     // before

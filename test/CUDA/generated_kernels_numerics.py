@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""Runs the generated kernels' loop nests on the CPU and checks them
+against numpy.
+
+    generated_kernels_numerics.py --moe-opt BIN --mlir-opt BIN
+        --mlir-runner BIN --runner-libs LIB[,LIB...] [--keep DIR]
+
+The PTX tests (generated-kernels.mlir) show that every kernel compiles and
+assembles, not that it computes the right numbers, and this machine has no
+GPU to run it. The numbers come from the steps before the GPU mapping, and
+those run here: each case below is a function of moe ops on random inputs
+that goes through moe-lower-elementwise-to-linalg and the same upstream
+steps as the GPU path (element-wise fusion, bufferisation, parallel loops,
+tiles of 1 x 256 with the inner bounds check), then, where the GPU path maps
+the loops onto blocks and threads, into sequential loops, LLVM and
+mlir-runner. The printed results are compared with numpy computing the
+op's definition (ONNX's for top-k, the runtime's documented routing for the
+router). Prints one line per case with its largest error; exits 1 naming
+the case on a mismatch or a failed step.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+RNG = np.random.default_rng(20261203)
+PRINT_RTOL = 1e-5
+
+
+def bf16_round(values):
+    """The float32 values rounded to the nearest bfloat16 (ties to even)."""
+    bits = np.asarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return bits.astype(np.uint32).view(np.float32)
+
+
+def literal(array):
+    """An MLIR dense literal body: nested lists of exact decimals."""
+    if array.ndim == 0:
+        value = array.item()
+        if isinstance(value, float):
+            return repr(float(np.float32(value)))
+        return str(value)
+    return "[" + ", ".join(literal(part) for part in array) + "]"
+
+
+def tensor_type(shape, element):
+    return "tensor<" + "x".join(str(d) for d in shape) + "x" + element + ">"
+
+
+class Case:
+    """A kernel: `body` computes results from the arguments %a0, %a1, ...
+
+    `inputs` are (array, element type) pairs; `results` (element type,
+    shape) pairs; `reference` the numpy results; `tolerance` an absolute
+    bound per result (beyond the printing's PRINT_RTOL), 0 for indices.
+    """
+
+    def __init__(self, name, inputs, body, results, reference, tolerance):
+        self.name = name
+        self.inputs = inputs
+        self.body = body
+        self.results = results
+        self.reference = reference
+        self.tolerance = tolerance
+
+    def modules(self):
+        """The kernel (moe ops, for moe-opt) and the harness calling it
+        and printing the results (upstream ops, appended after moe-opt)."""
+        argument_types = [tensor_type(a.shape, e) for a, e in self.inputs]
+        result_types = [tensor_type(s, e) for e, s in self.results]
+        arguments = ", ".join(f"%a{i}: {t}"
+                              for i, t in enumerate(argument_types))
+        kernel = (f"func.func @kernel({arguments}) -> "
+                  f"({', '.join(result_types)}) {{\n  " +
+                  self.body.strip().replace("\n", "\n  ") + "\n}\n")
+        lines = [
+            "func.func private @printMemrefF32(memref<*xf32>)",
+            "func.func private @printMemrefI64(memref<*xi64>)",
+            "func.func @main() {",
+        ]
+        for i, (array, element) in enumerate(self.inputs):
+            lines.append(f"  %c{i} = arith.constant dense<{literal(array)}> : "
+                         f"{argument_types[i]}")
+        names = ", ".join(f"%r{i}" for i in range(len(self.results)))
+        operands = ", ".join(f"%c{i}" for i in range(len(self.inputs)))
+        lines.append(f"  {names} = call @kernel({operands}) : "
+                     f"({', '.join(argument_types)}) -> "
+                     f"({', '.join(result_types)})")
+        for i, (element, shape) in enumerate(self.results):
+            value = f"%r{i}"
+            # Printed as f32 or i64: narrower results are widened first.
+            if element in ("bf16", "f16", "i32"):
+                widen, element = (("extf", "f32") if element != "i32" else
+                                  ("extsi", "i64"))
+                lines.append(f"  %w{i} = arith.{widen} %r{i} : "
+                             f"{result_types[i]} to "
+                             f"{tensor_type(shape, element)}")
+                value = f"%w{i}"
+            printed = "F32" if element == "f32" else "I64"
+            memref = tensor_type(shape, element).replace("tensor", "memref")
+            lines.append(f"  %m{i} = bufferization.to_buffer {value} : "
+                         f"{tensor_type(shape, element)} to {memref}")
+            lines.append(f"  %u{i} = memref.cast %m{i} : {memref} to "
+                         f"memref<*x{element}>")
+            lines.append(f"  call @printMemref{printed}(%u{i}) : "
+                         f"(memref<*x{element}>) -> ()")
+        lines += ["  return", "}"]
+        return kernel, "\n".join(lines) + "\n"
+
+
+def softmax(x):
+    shifted = np.exp(x - x.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def top_k(x, k, smallest=False):
+    """ONNX TopK on the last axis: sorted, ties to the lower index."""
+    order = np.argsort(x if smallest else -x, axis=-1, kind="stable")[..., :k]
+    return np.take_along_axis(x, order, axis=-1), order
+
+
+def erf(x):
+    return np.vectorize(__import__("math").erf)(x.astype(np.float64))
+
+
+def cases():
+    f32 = np.float32
+
+    gate = RNG.standard_normal((37, 300)).astype(f32)
+    up = RNG.standard_normal((37, 300)).astype(f32)
+    bias = RNG.standard_normal(300).astype(f32)
+    yield Case(
+        "swiglu-with-bias (300 columns: a partial tile of 256)",
+        [(gate, "f32"), (up, "f32"), (bias, "f32")], """
+%b = moe.add %a1, %a2 : (tensor<37x300xf32>, tensor<300xf32>) -> tensor<37x300xf32>
+%s = moe.silu %a0 : tensor<37x300xf32>
+%y = moe.mul %s, %b : (tensor<37x300xf32>, tensor<37x300xf32>) -> tensor<37x300xf32>
+return %y : tensor<37x300xf32>""", [("f32", (37, 300))],
+        [gate * sigmoid(gate) * (up + bias)], [1e-5])
+
+    x = RNG.standard_normal((16, 64)).astype(f32) * 3
+    column = RNG.standard_normal((1, 64)).astype(f32)
+    yield Case(
+        "gelu (erf and tanh), broadcast sub and div",
+        [(x, "f32"), (column, "f32")], """
+%g = moe.gelu %a0 : tensor<16x64xf32>
+%t = moe.gelu %a0 tanh : tensor<16x64xf32>
+%d = moe.sub %g, %t : (tensor<16x64xf32>, tensor<16x64xf32>) -> tensor<16x64xf32>
+%q = moe.div %a0, %a1 : (tensor<16x64xf32>, tensor<1x64xf32>) -> tensor<16x64xf32>
+return %g, %d, %q : tensor<16x64xf32>, tensor<16x64xf32>, tensor<16x64xf32>""",
+        [("f32", (16, 64))] * 3, [
+            0.5 * x * (1 + erf(x / np.sqrt(2))),
+            0.5 * x * (1 + erf(x / np.sqrt(2))) - 0.5 * x *
+            (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))),
+            x / column
+        ], [1e-5, 1e-5, 1e-4])
+
+    rows = bf16_round(RNG.standard_normal((9, 520)))
+    scale = bf16_round(RNG.standard_normal(520))
+    normalised = rows / np.sqrt((rows.astype(np.float64)**2).mean(
+        axis=-1, keepdims=True) + 1e-6) * scale
+    yield Case(
+        "rms_norm on bf16 (f32 sums; 520 columns: three tiles)",
+        [(rows, "bf16"), (scale, "bf16")], """
+%y = moe.rms_norm %a0, %a1 axis = -1 epsilon = 1.0e-06
+    : (tensor<9x520xbf16>, tensor<520xbf16>) -> tensor<9x520xbf16>
+return %y : tensor<9x520xbf16>""", [("bf16", (9, 520))], [normalised],
+        # One rounding to bf16: half a unit in the last of 8 bits.
+        [np.abs(normalised).max() * 2.0**-8])
+
+    logits = RNG.standard_normal((50, 8)).astype(f32) * 4
+    yield Case("softmax over 8 experts", [(logits, "f32")], """
+%p = moe.softmax %a0 axis = -1 : tensor<50x8xf32>
+return %p : tensor<50x8xf32>""", [("f32", (50, 8))], [softmax(logits)],
+               [1e-6])
+
+    # Rounded to quarters, so rows hold ties that must go to the lower index.
+    scores = np.round(RNG.standard_normal((40, 16)) * 2).astype(f32) / 4
+    for smallest in (False, True):
+        values, indices = top_k(scores, 4, smallest)
+        yield Case(
+            f"top_k k=4 of 16 ({'smallest' if smallest else 'largest'}, "
+            "with ties)", [(scores, "f32")], f"""
+%v, %i = moe.top_k %a0 k = 4 axis = -1 {'smallest' if smallest else ''}
+    : tensor<40x16xf32> -> tensor<40x4xf32>, tensor<40x4xi64>
+return %v, %i : tensor<40x4xf32>, tensor<40x4xi64>""",
+            [("f32", (40, 4)), ("i64", (40, 4))], [values, indices], [0, 0])
+
+    tokens = RNG.standard_normal((24, 32)).astype(f32)
+    router = RNG.standard_normal((32, 8)).astype(f32) * 0.5
+    probabilities = softmax(tokens @ router)
+    chosen, experts = top_k(probabilities, 2)
+    yield Case(
+        "router: softmax, top-2, normalised", [(tokens, "f32"),
+                                               (router, "f32")], """
+%w, %e = moe.router %a0, %a1 top_k = 2 score = softmax normalize
+    : (tensor<24x32xf32>, tensor<32x8xf32>) -> (tensor<24x2xf32>, tensor<24x2xi64>)
+return %w, %e : tensor<24x2xf32>, tensor<24x2xi64>""",
+        [("f32", (24, 2)), ("i64", (24, 2))],
+        [chosen / chosen.sum(axis=-1, keepdims=True), experts], [1e-5, 0])
+
+    router_bias = RNG.standard_normal(8).astype(f32) * 0.1
+    correction = RNG.standard_normal(8).astype(f32) * 0.3
+    plain = sigmoid(tokens @ router + router_bias)
+    _, picks = top_k(plain + correction, 3)
+    yield Case(
+        "router: sigmoid, bias, correction bias, top-3, scaled 2.5",
+        [(tokens, "f32"), (router, "f32"), (router_bias, "f32"),
+         (correction, "f32")], """
+%w, %e = moe.router %a0, %a1 bias %a2 correction %a3 top_k = 3 score = sigmoid
+    {routed_scaling_factor = 2.5 : f64}
+    : (tensor<24x32xf32>, tensor<32x8xf32>, tensor<8xf32>, tensor<8xf32>)
+      -> (tensor<24x3xf32>, tensor<24x3xi32>)
+return %w, %e : tensor<24x3xf32>, tensor<24x3xi32>""",
+        [("f32", (24, 3)), ("i32", (24, 3))],
+        [np.take_along_axis(plain, picks, axis=-1) * 2.5, picks], [1e-5, 0])
+
+
+CPU_PIPELINE = [
+    "--convert-elementwise-to-linalg",
+    "--linalg-fuse-elementwise-ops",
+    "--one-shot-bufferize=bufferize-function-boundaries",
+    "--convert-linalg-to-parallel-loops",
+    # The GPU path's tiles (generated-kernels.mlir): fixed-size, with the
+    # bounds check inside, which is what a partial tile must get right.
+    "--scf-parallel-loop-tiling=parallel-loop-tile-sizes=1,256 "
+    "no-min-max-bounds=true",
+    "--convert-scf-to-cf",
+    "--lower-affine",
+    "--expand-strided-metadata",
+    "--arith-expand=include-bf16=true",
+    "--convert-math-to-llvm",
+    "--convert-math-to-libm",
+    "--finalize-memref-to-llvm",
+    "--convert-arith-to-llvm",
+    "--convert-index-to-llvm",
+    "--convert-cf-to-llvm",
+    "--convert-func-to-llvm",
+    "--reconcile-unrealized-casts",
+]
+
+
+def printed_arrays(output):
+    """The data of every printMemref call in `output`, in order."""
+    arrays = []
+    for block in re.split(r"Unranked Memref", output)[1:]:
+        data = block.split("data =", 1)[1]
+        numbers = re.findall(r"-?(?:nan|inf|\d+(?:\.\d*)?(?:e[-+]?\d+)?)",
+                             data)
+        arrays.append(np.array([float(n) for n in numbers]))
+    return arrays
+
+
+def run_case(case, tools, work):
+    source = os.path.join(work, "case.mlir")
+    linalg = os.path.join(work, "case.linalg.mlir")
+    llvm = os.path.join(work, "case.llvm.mlir")
+    kernel, harness = case.modules()
+    with open(source, "w", encoding="utf-8") as f:
+        f.write(kernel)
+    lowered = subprocess.run(
+        [tools.moe_opt, source, "--moe-lower-elementwise-to-linalg"],
+        capture_output=True, text=True)
+    if lowered.returncode != 0:
+        return None, f"moe-opt failed:\n{lowered.stderr[-3000:]}"
+    left = re.search(r"\bmoe\.\w+", lowered.stdout)
+    if left:
+        return None, (f"moe-lower-elementwise-to-linalg left {left.group(0)} "
+                      "behind")
+    with open(linalg, "w", encoding="utf-8") as f:
+        f.write(lowered.stdout.rstrip().removesuffix("}") + harness + "}\n")
+    steps = [
+        [tools.mlir_opt, linalg, *CPU_PIPELINE, "-o", llvm],
+        [tools.mlir_runner, llvm, "-e", "main", "-entry-point-result=void",
+         *[f"-shared-libs={lib}" for lib in tools.runner_libs.split(",")]],
+    ]
+    for step in steps:
+        result = subprocess.run(step, capture_output=True, text=True)
+        if result.returncode != 0:
+            return None, (f"{os.path.basename(step[0])} failed "
+                          f"({' '.join(step)}):\n{result.stderr[-3000:]}")
+    return printed_arrays(result.stdout), None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--moe-opt", required=True)
+    parser.add_argument("--mlir-opt", required=True)
+    parser.add_argument("--mlir-runner", required=True)
+    parser.add_argument("--runner-libs", required=True,
+                        help="comma-separated: libmlir_runner_utils.so, "
+                        "libmlir_c_runner_utils.so")
+    parser.add_argument("--keep", help="keep each case's files here")
+    tools = parser.parse_args()
+    failures = 0
+    for index, case in enumerate(cases()):
+        work = (os.path.join(tools.keep, str(index)) if tools.keep else
+                tempfile.mkdtemp(prefix="moe-numerics-"))
+        os.makedirs(work, exist_ok=True)
+        arrays, error = run_case(case, tools, work)
+        if error is None and len(arrays) != len(case.reference):
+            error = (f"printed {len(arrays)} results, expected "
+                     f"{len(case.reference)}")
+        if error is None:
+            worst = []
+            for i, (got, want, bound) in enumerate(
+                    zip(arrays, case.reference, case.tolerance)):
+                want = np.asarray(want, dtype=np.float64).ravel()
+                if got.size != want.size:
+                    error = f"result {i}: {got.size} values, expected {want.size}"
+                    break
+                # printMemref prints 6 significant digits: a relative 1e-5
+                # on top of each result's own bound.
+                excess = np.abs(got - want) - (bound + PRINT_RTOL * np.abs(want))
+                difference = np.abs(got - want).max()
+                worst.append(difference)
+                if not excess.max() <= 0:
+                    at = int(np.argmax(excess))
+                    error = (f"result {i}: largest error {difference:.3g} > "
+                             f"{bound:.3g} at flat index {at} (got {got[at]}, "
+                             f"numpy {want[at]})")
+                    break
+        if error is None:
+            print(f"ok   {case.name}: largest error "
+                  + ", ".join(f"{w:.2g}" for w in worst))
+        else:
+            failures += 1
+            print(f"FAIL {case.name}: {error}")
+    if failures:
+        sys.exit(f"{failures} generated kernel case(s) disagree with numpy")
+
+
+if __name__ == "__main__":
+    main()
