@@ -759,3 +759,27 @@ func.func @f(%x: tensor<8xf32>) {
   %0 = moe.stage_transfer %x on @pp grid_axes = [0] from = 0 to = [2] : tensor<8xf32> -> tensor<8xf32>
   return
 }
+
+// -----
+
+func.func @f(%x: tensor<8xf32>) -> tensor<8xf32> {
+// expected-error @+1 {{has a scratch buffer of 0 bytes; sizes must be positive}}
+  %0 = moe.launch "m:k 1,1,1 8,1,1 in0 out0" scratch = [0] ins(%x) : (tensor<8xf32>) -> tensor<8xf32>
+  return %0 : tensor<8xf32>
+}
+
+// -----
+
+func.func @f(%x: tensor<8xf32>) -> tensor<8xf32> {
+// expected-error @+1 {{has a malformed launch list: launch 1: argument 'tmp0' is not inN, outN or tmpN within the op's 1 operands, 1 results and 0 scratch buffers, nor i64:V or f32:0xBITS}}
+  %0 = moe.launch "m:k 1,1,1 8,1,1 in0 out0;m:k2 1,1,1 8,1,1 tmp0" scratch = [] ins(%x) : (tensor<8xf32>) -> tensor<8xf32>
+  return %0 : tensor<8xf32>
+}
+
+// -----
+
+func.func @f(%x: tensor<8xf32>) -> tensor<8xf32> {
+// expected-error @+1 {{has a malformed launch list: launch 0: grid '1,0,1' is not three positive sizes}}
+  %0 = moe.launch "m:k 1,0,1 8,1,1 in0 out0" scratch = [] ins(%x) : (tensor<8xf32>) -> tensor<8xf32>
+  return %0 : tensor<8xf32>
+}

@@ -304,3 +304,12 @@ func.func @transpose_chunks(%rows: tensor<64x32xf32>, %counts: tensor<2x4xi64>)
       : (tensor<64x32xf32>, tensor<2x4xi64>) -> tensor<64x32xf32>
   return %0 : tensor<64x32xf32>
 }
+
+// CHECK-LABEL: func.func @launch
+func.func @launch(%x: tensor<9x520xf32>, %s: tensor<520xf32>)
+    -> tensor<9x520xf32> {
+  // CHECK: moe.launch "k0_kernel:k0_kernel 9,1,1 1,1,1 i64:1 in0 tmp0;k0_kernel_0:k0_kernel 9,3,1 1,256,1 i64:1 i64:256 in0 tmp0 in1 f32:0x358637BD out0" scratch = [36] ins(%{{.*}}, %{{.*}}) : (tensor<9x520xf32>, tensor<520xf32>) -> tensor<9x520xf32>
+  %0 = moe.launch "k0_kernel:k0_kernel 9,1,1 1,1,1 i64:1 in0 tmp0;k0_kernel_0:k0_kernel 9,3,1 1,256,1 i64:1 i64:256 in0 tmp0 in1 f32:0x358637BD out0"
+      scratch = [36] ins(%x, %s) : (tensor<9x520xf32>, tensor<520xf32>) -> tensor<9x520xf32>
+  return %0 : tensor<9x520xf32>
+}

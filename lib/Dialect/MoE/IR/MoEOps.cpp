@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Dialect/MoE/IR/MoEOps.h"
+#include "moe/Runtime/KernelLaunch.h"
 
 #include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/IR/Builders.h"
@@ -1259,6 +1260,24 @@ StageTransferOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
       return emitOpError() << "sends to stage " << stage << " but @"
                            << getGrid() << " has " << stages << " along axis "
                            << axis;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// LaunchOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LaunchOp::verify() {
+  for (int64_t bytes : getScratch())
+    if (bytes <= 0)
+      return emitOpError() << "has a scratch buffer of " << bytes
+                           << " bytes; sizes must be positive";
+  std::vector<rt::KernelLaunch> launches;
+  std::string error = rt::parseKernelLaunches(
+      getLaunches().str(), getInputs().size(), getResults().size(),
+      getScratch().size(), launches);
+  if (!error.empty())
+    return emitOpError() << "has a malformed launch list: " << error;
   return success();
 }
 

@@ -264,14 +264,9 @@ bool isLastAxis(RankedTensorType type, int64_t axis) {
 }
 
 /// rms_norm over the last axis: a sum-of-squares reduction (f32), then one
-/// element-wise generic. Null when the op normalises over more axes.
+/// element-wise generic.
 Value lowerRMSNorm(OpBuilder &builder, RMSNormOp op) {
-  RankedTensorType type = floatTensor(op.getResult().getType());
-  RankedTensorType scaleType = floatTensor(op.getScale().getType());
-  if (!type || !scaleType || !isLastAxis(type, op.getAxisAttr().getInt()) ||
-      scaleType.getRank() != 1 ||
-      scaleType.getDimSize(0) != type.getShape().back())
-    return {};
+  auto type = cast<RankedTensorType>(op.getResult().getType());
   Location loc = op.getLoc();
   double width = static_cast<double>(type.getShape().back());
   double epsilon = op.getEpsilon().convertToDouble();
@@ -315,12 +310,11 @@ Value buildSoftmax(OpBuilder &builder, Location loc, RankedTensorType type,
       });
 }
 
-/// softmax over the last axis; null for another axis.
+/// softmax over the last axis.
 Value lowerSoftmax(OpBuilder &builder, SoftmaxOp op) {
-  RankedTensorType type = floatTensor(op.getResult().getType());
-  if (!type || !isLastAxis(type, op.getAxisAttr().getInt()))
-    return {};
-  return buildSoftmax(builder, op.getLoc(), type, op.getInput());
+  return buildSoftmax(builder, op.getLoc(),
+                      cast<RankedTensorType>(op.getResult().getType()),
+                      op.getInput());
 }
 
 /// The k best elements of each row of `input` (the last axis), best first,
@@ -447,15 +441,10 @@ Value convertIndex(OpBuilder &b, Location loc, Value index, Type type) {
 }
 
 /// top_k over the last axis of a float tensor: k selection passes, then the
-/// values and indices stacked. Null for another axis or element type.
-LogicalResult lowerTopK(OpBuilder &builder, TopKOp op) {
-  RankedTensorType inputType = floatTensor(op.getInput().getType());
-  RankedTensorType valuesType = floatTensor(op.getValues().getType());
-  auto indicesType = dyn_cast<RankedTensorType>(op.getIndices().getType());
-  if (!inputType || !valuesType || !indicesType ||
-      !indicesType.hasStaticShape() ||
-      !isLastAxis(inputType, op.getAxisAttr().getInt()))
-    return failure();
+/// values and indices stacked.
+void lowerTopK(OpBuilder &builder, TopKOp op) {
+  auto valuesType = cast<RankedTensorType>(op.getValues().getType());
+  auto indicesType = cast<RankedTensorType>(op.getIndices().getType());
   Location loc = op.getLoc();
   SmallVector<Value> values, indices;
   selectTopK(builder, loc, op.getInput(), op.getK(), op.getSmallest(), values,
@@ -471,22 +460,17 @@ LogicalResult lowerTopK(OpBuilder &builder, TopKOp op) {
                     [&](OpBuilder &b, Location l, Value index) {
                       return convertIndex(b, l, index, indexElement);
                     }));
-  return success();
 }
 
 /// router without expert groups: the logits (a matmul in f32, plus the
 /// bias), the scores (softmax or sigmoid), top-k selection on the scores
 /// plus the correction bias, the selected plain scores gathered, then
-/// normalised and scaled. Failure, leaving the op, for grouped routing.
-LogicalResult lowerRouter(OpBuilder &builder, RouterOp op) {
-  RankedTensorType inputType = floatTensor(op.getInput().getType());
-  RankedTensorType routerType = floatTensor(op.getRouterWeight().getType());
-  RankedTensorType weightsType = floatTensor(op.getWeights().getType());
-  auto expertsType = dyn_cast<RankedTensorType>(op.getExperts().getType());
-  if (!inputType || !routerType || !weightsType || !expertsType ||
-      !expertsType.hasStaticShape() || inputType.getRank() != 2 ||
-      op.getNumGroups() != 1)
-    return failure();
+/// normalised and scaled.
+void lowerRouter(OpBuilder &builder, RouterOp op) {
+  auto inputType = cast<RankedTensorType>(op.getInput().getType());
+  auto routerType = cast<RankedTensorType>(op.getRouterWeight().getType());
+  auto weightsType = cast<RankedTensorType>(op.getWeights().getType());
+  auto expertsType = cast<RankedTensorType>(op.getExperts().getType());
   Location loc = op.getLoc();
   Type f32 = builder.getF32Type();
   int64_t tokens = inputType.getDimSize(0);
@@ -575,7 +559,6 @@ LogicalResult lowerRouter(OpBuilder &builder, RouterOp op) {
   }
   op.getWeights().replaceAllUsesWith(weights);
   op.getExperts().replaceAllUsesWith(experts);
-  return success();
 }
 
 struct LowerElementwiseToLinalgPass
@@ -584,49 +567,74 @@ struct LowerElementwiseToLinalgPass
   void runOnOperation() override {
     SmallVector<Operation *> candidates;
     getOperation()->walk([&](Operation *op) {
-      if (isa<NegOp, AbsOp, ExpOp, LogOp, SqrtOp, ReciprocalOp, TanhOp, ErfOp,
-              CosOp, SinOp, SigmoidOp, ReluOp, SiluOp, GeluOp, AddOp, SubOp,
-              MulOp, DivOp, PowOp, MaxOp, MinOp, RMSNormOp, SoftmaxOp, TopKOp,
-              RouterOp>(op))
+      if (lowersToLinalg(op))
         candidates.push_back(op);
     });
     for (Operation *op : candidates) {
       OpBuilder builder(op);
-      // Ops with two results replace their uses themselves.
-      if (isa<TopKOp, RouterOp>(op)) {
-        LogicalResult lowered = isa<TopKOp>(op)
-                                    ? lowerTopK(builder, cast<TopKOp>(op))
-                                    : lowerRouter(builder, cast<RouterOp>(op));
-        if (succeeded(lowered))
-          op->erase();
-        continue;
-      }
-      Value replacement;
-      if (auto norm = dyn_cast<RMSNormOp>(op)) {
-        replacement = lowerRMSNorm(builder, norm);
-      } else if (auto softmax = dyn_cast<SoftmaxOp>(op)) {
-        replacement = lowerSoftmax(builder, softmax);
+      if (auto topK = dyn_cast<TopKOp>(op)) {
+        lowerTopK(builder, topK);
+      } else if (auto router = dyn_cast<RouterOp>(op)) {
+        lowerRouter(builder, router);
       } else {
-        RankedTensorType type = floatTensor(op->getResult(0).getType());
-        bool operandsOk = llvm::all_of(op->getOperandTypes(), [](Type t) {
-          return static_cast<bool>(floatTensor(t));
-        });
-        if (!type || !operandsOk)
-          continue;
-        replacement = buildElementwise(
-            builder, op->getLoc(), type, op->getOperands(),
-            [&](Body &body, ArrayRef<Value> elements) {
-              return elements.size() == 1
-                         ? body.unary(op, elements[0])
-                         : body.binary(op, elements[0], elements[1]);
-            });
+        Value replacement;
+        if (auto norm = dyn_cast<RMSNormOp>(op))
+          replacement = lowerRMSNorm(builder, norm);
+        else if (auto softmax = dyn_cast<SoftmaxOp>(op))
+          replacement = lowerSoftmax(builder, softmax);
+        else
+          replacement = buildElementwise(
+              builder, op->getLoc(),
+              cast<RankedTensorType>(op->getResult(0).getType()),
+              op->getOperands(), [&](Body &body, ArrayRef<Value> elements) {
+                return elements.size() == 1
+                           ? body.unary(op, elements[0])
+                           : body.binary(op, elements[0], elements[1]);
+              });
+        op->getResult(0).replaceAllUsesWith(replacement);
       }
-      if (!replacement)
-        continue;
-      op->getResult(0).replaceAllUsesWith(replacement);
       op->erase();
     }
   }
 };
 
 } // namespace
+
+bool moe::lowersToLinalg(Operation *op) {
+  auto isFloat = [](Value value) {
+    return static_cast<bool>(floatTensor(value.getType()));
+  };
+  auto isStatic = [](Value value) {
+    auto type = dyn_cast<RankedTensorType>(value.getType());
+    return type && type.hasStaticShape();
+  };
+  if (auto norm = dyn_cast<RMSNormOp>(op)) {
+    RankedTensorType type = floatTensor(norm.getResult().getType());
+    RankedTensorType scaleType = floatTensor(norm.getScale().getType());
+    return type && scaleType && isFloat(norm.getInput()) &&
+           isLastAxis(type, norm.getAxisAttr().getInt()) &&
+           scaleType.getRank() == 1 &&
+           scaleType.getDimSize(0) == type.getShape().back();
+  }
+  if (auto softmax = dyn_cast<SoftmaxOp>(op)) {
+    RankedTensorType type = floatTensor(softmax.getResult().getType());
+    return type && isFloat(softmax.getInput()) &&
+           isLastAxis(type, softmax.getAxisAttr().getInt());
+  }
+  if (auto topK = dyn_cast<TopKOp>(op)) {
+    RankedTensorType type = floatTensor(topK.getInput().getType());
+    return type && isFloat(topK.getValues()) && isStatic(topK.getIndices()) &&
+           isLastAxis(type, topK.getAxisAttr().getInt());
+  }
+  if (auto router = dyn_cast<RouterOp>(op))
+    return router.getNumGroups() == 1 &&
+           cast<RankedTensorType>(router.getInput().getType()).getRank() == 2 &&
+           llvm::all_of(router->getOperands(), isFloat) &&
+           isFloat(router.getWeights()) && isStatic(router.getExperts());
+  if (isa<NegOp, AbsOp, ExpOp, LogOp, SqrtOp, ReciprocalOp, TanhOp, ErfOp,
+          CosOp, SinOp, SigmoidOp, ReluOp, SiluOp, GeluOp, AddOp, SubOp, MulOp,
+          DivOp, PowOp, MaxOp, MinOp>(op))
+    return llvm::all_of(op->getOperands(), isFloat) &&
+           isFloat(op->getResult(0));
+  return false;
+}

@@ -1190,4 +1190,38 @@ def MoE_StageTransferOp : MoE_Op<"stage_transfer", [
   let hasVerifier = 1;
 }
 
+//===----------------------------------------------------------------------===//
+// Generated code
+//===----------------------------------------------------------------------===//
+
+def MoE_LaunchOp : MoE_Op<"launch", [Pure]> {
+  let summary = "runs a fused group of ops as generated GPU kernels";
+  let description = [{
+    What `moe-compile --target cuda` leaves of a group of element-wise,
+    normalisation and routing ops: MLIR generated their kernels (fused
+    where it could), which the module's `gpu.binary` ops hold as PTX. The
+    op launches them in order on the operands, writing its results:
+    `launches` lists each kernel with its grid, block and parameters
+    (`inN` operand N, `outN` result N, `tmpN` scratch buffer N, `i64:V` and
+    `f32:0xBITS` values; the grammar is in runtime/include/moe/Runtime/
+    KernelLaunch.h), `scratch` the bytes of each scratch buffer.
+
+    ```mlir
+    %y = moe.launch "k0_kernel:k0_kernel 4,1,1 1,256,1 i64:1 i64:256 in0 out0"
+        scratch = [] ins(%x) : (tensor<4x8xf32>) -> tensor<4x8xf32>
+    ```
+  }];
+  let arguments = (ins
+    Variadic<AnyRankedTensor>:$inputs,
+    StrAttr:$launches,
+    DenseI64ArrayAttr:$scratch
+  );
+  let results = (outs Variadic<AnyRankedTensor>:$results);
+  let assemblyFormat = [{
+    $launches `scratch` `=` $scratch `ins` `(` $inputs `)` attr-dict `:`
+    functional-type($inputs, $results)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // MOE_DIALECT_MOE_IR_MOEOPS_TD

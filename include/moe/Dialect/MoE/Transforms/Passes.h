@@ -22,6 +22,10 @@ namespace moe {
 /// Adds the passes that take imported moe IR to what the runtime executes.
 void buildLowerToRuntimePipeline(mlir::OpPassManager &pm);
 
+/// Whether moe-lower-elementwise-to-linalg rewrites `op` (its kind, types
+/// and axes are ones the GPU kernel path generates code for).
+bool lowersToLinalg(mlir::Operation *op);
+
 /// Registers the named pipelines (moe-lower-to-runtime).
 void registerMoEPipelines();
 
