@@ -55,8 +55,9 @@ if os.access(ptxas, os.X_OK):
     config.available_features.add("ptxas")
     config.substitutions.append(("%ptxas", ptxas))
     # gpu-module-to-binary finds libdevice (math functions) through it.
-    config.environment["CUDA_HOME"] = os.path.dirname(
-        os.path.dirname(os.path.realpath(ptxas)))
+    cuda_home = os.path.dirname(os.path.dirname(os.path.realpath(ptxas)))
+    config.environment["CUDA_HOME"] = cuda_home
+    config.substitutions.append(("%cuda_home", cuda_home))
 else:
     lit_config.note("ptxas not found (install the CUDA toolkit): "
                     "PTX assembly tests are unsupported")

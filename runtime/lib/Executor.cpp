@@ -560,6 +560,12 @@ Status Executor::create(Program program, const std::string &programDirectory,
   for (size_t i = 0; i < p.operations.size(); ++i) {
     const Operation &op = p.operations[i];
     self.kernels_[i] = findKernel(op.op);
+    if (!self.kernels_[i] && op.op == "launch")
+      return Status::error(
+          "line " + std::to_string(op.line) +
+          ": the program was compiled with --target cuda: its 'launch' "
+          "operations run generated GPU kernels, which the CPU backend "
+          "cannot run; compile the model with --target cpu for CPU ranks");
     if (!self.kernels_[i])
       return Status::error("line " + std::to_string(op.line) +
                            ": no kernel for operation '" + op.op + "'");

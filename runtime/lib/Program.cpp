@@ -224,6 +224,17 @@ private:
                      "more");
       return Status::success();
     }
+    if (kind == "gpu-module") {
+      GpuModuleDecl module;
+      if (w.size() != 3 || !decodeName(w[1], module.name) ||
+          !decodeName(w[2], module.ptx) || module.ptx.empty())
+        return error("expected 'gpu-module <name> <ptx>'");
+      for (const GpuModuleDecl &other : program.gpuModules)
+        if (other.name == module.name)
+          return error("gpu-module '" + module.name + "' is declared twice");
+      program.gpuModules.push_back(std::move(module));
+      return Status::success();
+    }
     if (kind == "input") {
       InputDecl input;
       if (w.size() != 5 || !decodeName(w[2], input.name))
@@ -488,6 +499,9 @@ std::string moe::rt::printProgram(const Program &program) {
        << program.pipeline->axis << "\n";
   if (program.microbatches > 1)
     os << "microbatches " << program.microbatches << "\n";
+  for (const GpuModuleDecl &module : program.gpuModules)
+    os << "gpu-module " << encodeName(module.name) << " "
+       << encodeName(module.ptx) << "\n";
   for (const InputDecl &input : program.inputs)
     os << "input " << input.id << " " << encodeName(input.name) << " "
        << typeText(input.type) << "\n";

@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Pass/PassManager.h"
@@ -20,6 +21,7 @@
 #include "moe/Plan/ExpertLoad.h"
 #include "moe/Plan/MachineDescription.h"
 #include "moe/Plan/PlanSearch.h"
+#include "moe/Target/CUDA/KernelGeneration.h"
 #include "moe/Target/ONNX/ONNXImporter.h"
 #include "moe/Target/Runtime/ProgramExport.h"
 #include "llvm/Support/CommandLine.h"
@@ -37,7 +39,7 @@ using namespace mlir;
 
 namespace {
 
-enum class Target { CPU };
+enum class Target { CPU, CUDA };
 enum class Emit { Program, MLIR };
 
 llvm::cl::OptionCategory category("moe-compile options");
@@ -51,8 +53,22 @@ llvm::cl::opt<std::string>
                llvm::cl::value_desc("filename"), llvm::cl::cat(category));
 llvm::cl::opt<Target> target(
     "target", llvm::cl::desc("Where the program runs"),
-    llvm::cl::values(clEnumValN(Target::CPU, "cpu", "CPU ranks (default)")),
+    llvm::cl::values(
+        clEnumValN(Target::CPU, "cpu", "CPU ranks (default)"),
+        clEnumValN(Target::CUDA, "cuda",
+                   "GPU ranks: element-wise, normalisation and routing ops "
+                   "become generated kernels (PTX in the program)")),
     llvm::cl::init(Target::CPU), llvm::cl::cat(category));
+llvm::cl::opt<std::string> cudaChip(
+    "cuda-chip",
+    llvm::cl::desc("GPU architecture of the generated PTX (--target cuda)"),
+    llvm::cl::value_desc("sm_XX"), llvm::cl::init("sm_90a"),
+    llvm::cl::cat(category));
+llvm::cl::opt<std::string> cudaPath(
+    "cuda-path",
+    llvm::cl::desc("CUDA toolkit whose libdevice supplies math functions "
+                   "(default: $CUDA_HOME, else /usr/local/cuda)"),
+    llvm::cl::value_desc("dir"), llvm::cl::cat(category));
 llvm::cl::opt<Emit>
     emit("emit", llvm::cl::desc("What to write"),
          llvm::cl::values(clEnumValN(Emit::Program, "program",
@@ -349,6 +365,7 @@ int main(int argc, char **argv) {
       "  moe-compile model.onnx -o model.moe\n"
       "  moe-compile model.onnx --dim-params=batch=1,seq=128 -o model.moe\n"
       "  moe-compile model.onnx --emit=mlir --mlir-print-ir-after-all\n"
+      "  moe-compile model.onnx --dim-params=tokens=4096 --target=cuda\n"
       "  moe-compile model.onnx --dim-params=tokens=4096 --machine=8xH200\n"
       "      --expert-load=zipf:1.0 --report=plan.json\n\n"
       "The program refers to the model's weight bytes; keep the .onnx file\n"
@@ -370,6 +387,8 @@ int main(int argc, char **argv) {
 
   DialectRegistry registry;
   moe::registerONNXImportDialects(registry);
+  if (target == Target::CUDA)
+    moe::registerGpuKernelDialects(registry);
   MLIRContext context(registry);
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
@@ -454,9 +473,37 @@ int main(int argc, char **argv) {
   if (!machine.empty() && partitionsForMachine())
     pm.addPass(moe::createPartitionPass());
   moe::buildLowerToRuntimePipeline(pm);
-  llvm::errs() << "moe-compile: lowering for target cpu\n";
+  llvm::errs() << "moe-compile: lowering for target "
+               << (target == Target::CUDA ? "cuda" : "cpu") << "\n";
   if (failed(pm.run(*module)))
     return 1;
+  auto functions = module->getOps<func::FuncOp>();
+  if (std::distance(functions.begin(), functions.end()) != 1) {
+    llvm::errs() << "moe-compile: expected one function after import\n";
+    return 1;
+  }
+  func::FuncOp function = *functions.begin();
+  if (target == Target::CUDA) {
+    moe::GpuKernelOptions kernelOptions;
+    kernelOptions.chip = cudaChip;
+    if (!cudaPath.empty())
+      kernelOptions.cudaPath = cudaPath;
+    else if (const char *home = std::getenv("CUDA_HOME"))
+      kernelOptions.cudaPath = home;
+    llvm::errs() << "moe-compile: generating GPU kernels for " << cudaChip
+                 << "\n";
+    moe::GpuKernelStats stats;
+    if (failed(
+            moe::generateGpuKernels(*module, function, kernelOptions, stats)))
+      return 1;
+    llvm::errs() << "moe-compile: " << stats.opsReplaced << " ops in "
+                 << stats.groups << " launches of " << stats.kernels
+                 << " kernels (" << stats.compiled
+                 << " distinct groups compiled";
+    if (stats.leftAlone)
+      llvm::errs() << ", " << stats.leftAlone << " left to the runtime";
+    llvm::errs() << ")\n";
+  }
 
   std::string text;
   llvm::raw_string_ostream os(text);
@@ -464,11 +511,6 @@ int main(int argc, char **argv) {
     module->print(os);
     os << "\n";
   } else {
-    auto functions = module->getOps<func::FuncOp>();
-    if (std::distance(functions.begin(), functions.end()) != 1) {
-      llvm::errs() << "moe-compile: expected one function after import\n";
-      return 1;
-    }
     llvm::SmallString<256> modelDir(inputFile), outputDir(output);
     llvm::sys::path::remove_filename(modelDir);
     llvm::sys::path::remove_filename(outputDir);
@@ -476,8 +518,18 @@ int main(int argc, char **argv) {
         moe::relativeDirectory(outputDir.empty() ? "." : outputDir.str(),
                                modelDir.empty() ? "." : modelDir.str());
     moe::rt::Program program;
-    if (failed(moe::exportProgram(*functions.begin(), weightsDir, program)))
+    if (failed(moe::exportProgram(function, weightsDir, program)))
       return 1;
+    // The generated kernels' PTX, which moe.launch ops name by module.
+    for (auto binary : module->getOps<gpu::BinaryOp>()) {
+      auto object = dyn_cast<gpu::ObjectAttr>(binary.getObjects()[0]);
+      if (!object || object.getFormat() != gpu::CompilationTarget::Assembly) {
+        binary.emitError() << "holds no PTX";
+        return 1;
+      }
+      program.gpuModules.push_back(
+          {binary.getSymName().str(), object.getObject().getValue().str()});
+    }
     program.microbatches = microbatches;
     os << moe::rt::printProgram(program);
     llvm::errs() << "moe-compile: " << program.operations.size()

@@ -194,6 +194,8 @@ LogicalResult Exporter::convertAttribute(Operation *op, StringRef name,
                                              attr.asArrayRef().end());
   else if (auto attr = dyn_cast<FlatSymbolRefAttr>(value))
     attrs.strings[key] = attr.getValue().str();
+  else if (auto attr = dyn_cast<StringAttr>(value))
+    attrs.strings[key] = attr.getValue().str();
   else
     return op->emitOpError() << "has attribute '" << name << "' = " << value
                              << ", which the runtime program cannot carry";

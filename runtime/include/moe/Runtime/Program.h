@@ -28,6 +28,10 @@
 // pieces, runs the program on each in turn (pipeline stages overlap across
 // micro-batches) and joins the outputs along their first dimension.
 //
+// A program compiled with --target cuda also holds `gpu-module NAME PTX`
+// records: the PTX of the kernels that `launch` operations run (the launch
+// list grammar is in KernelLaunch.h), percent-encoded onto one line.
+//
 // Values are numbered; every value is defined once, before it is used. An
 // operation lists its results as `id:dtype:shape` and its operands in the
 // operation's declared order, `-` for an absent optional operand. Attribute
@@ -98,6 +102,12 @@ struct PipelineDecl {
   int64_t axis = 0;
 };
 
+/// Generated kernels: one PTX module (moe-compile --target cuda).
+struct GpuModuleDecl {
+  std::string name;
+  std::string ptx;
+};
+
 struct OutputDecl {
   int id;
   std::string name;
@@ -113,6 +123,7 @@ struct Program {
   std::vector<ConstDecl> constants;
   std::vector<Operation> operations;
   std::vector<OutputDecl> outputs;
+  std::vector<GpuModuleDecl> gpuModules;
   int numValues = 0;
 };
 
