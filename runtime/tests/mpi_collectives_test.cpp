@@ -105,17 +105,21 @@ int main(int argc, char **argv) {
   if (mode == "abort") {
     if (last) {
       world->abort("injected failure");
+      // Stay until the others have had the notice: a process that ends
+      // at once may take its unsent notices with it on a loaded machine.
+      std::this_thread::sleep_for(3s);
       return 0;
     }
-    // Rank 0 calls after the notice has arrived; rank 1 (of three or more)
-    // is already waiting for a message from the aborting rank. Neither has
+    // Rank 0 calls after the notice has arrived (2 s: ctest runs this
+    // beside other tests on few cores); rank 1 (of three or more) is
+    // already waiting for a message from the aborting rank. Neither has
     // anything in flight, so both get the error back.
     if (world->rank() == 1) {
       int64_t value = 0;
       return expectAbortError(
           *world, world->recv(&value, sizeof(value), world->size() - 1));
     }
-    std::this_thread::sleep_for(500ms);
+    std::this_thread::sleep_for(2s);
     float value = 1;
     return expectAbortError(
         *world, world->allReduce(&value, &value, 1, DType::F32, ReduceOp::Sum));
