@@ -7,7 +7,7 @@ For every `launch` operation, each launch of its list must name a kernel
 (`.entry`) of one of the program's `gpu-module` records and pass it as many
 parameters as the entry declares. Every module is assembled with
 `PTXAS -arch=ARCH`. Prints one line per module (its entries and cubin
-size) and a summary; exits 1 naming the module, operation or launch that
+size), the count of each operation of the program, and a summary; exits 1 naming the module, operation or launch that
 fails.
 """
 
@@ -38,12 +38,15 @@ def main():
     program, ptxas, arch = sys.argv[1:]
     modules = {}
     launch_ops = []
+    counts = {}
     with open(program, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             words = line.split()
             if words[:1] == ["gpu-module"]:
                 modules[decode(words[1])] = decode(words[2])
-            elif words[:2] == ["op", "launch"]:
+            if words[:1] == ["op"]:
+                counts[words[1]] = counts.get(words[1], 0) + 1
+            if words[:2] == ["op", "launch"]:
                 attrs = dict(word.split("=", 1) for word in words
                              if "=" in word and ":" in word.split("=", 1)[1])
                 launch_ops.append((number, decode(attrs["launches"][2:])))
@@ -79,6 +82,8 @@ def main():
                          f"{result.stderr}")
             print(f"module {name} {' '.join(sorted(kernels[name]))}: "
                   f"{os.path.getsize(cubin_path)} bytes of cubin")
+    print("operations: " + ", ".join(f"{op} {count}" for op, count
+                                      in sorted(counts.items())))
     print(f"{len(modules)} modules assembled; {launches} launches in "
           f"{len(launch_ops)} launch operations match their kernels")
 

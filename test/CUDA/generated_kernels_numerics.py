@@ -43,7 +43,12 @@ def literal(array):
     """An MLIR dense literal body: nested lists of exact decimals."""
     if array.ndim == 0:
         value = array.item()
+        if isinstance(value, bool):
+            return "true" if value else "false"
         if isinstance(value, float):
+            if not np.isfinite(value):
+                # MLIR spells non-finite floats by their bits.
+                return hex(np.float32(value).view(np.uint32))
             return repr(float(np.float32(value)))
         return str(value)
     return "[" + ", ".join(literal(part) for part in array) + "]"
@@ -95,9 +100,11 @@ class Case:
         for i, (element, shape) in enumerate(self.results):
             value = f"%r{i}"
             # Printed as f32 or i64: narrower results are widened first.
-            if element in ("bf16", "f16", "i32"):
-                widen, element = (("extf", "f32") if element != "i32" else
-                                  ("extsi", "i64"))
+            if element in ("bf16", "f16", "i32", "i1"):
+                widen, element = {"bf16": ("extf", "f32"),
+                                  "f16": ("extf", "f32"),
+                                  "i32": ("extsi", "i64"),
+                                  "i1": ("extui", "i64")}[element]
                 lines.append(f"  %w{i} = arith.{widen} %r{i} : "
                              f"{result_types[i]} to "
                              f"{tensor_type(shape, element)}")
@@ -224,6 +231,74 @@ return %w, %e : tensor<24x2xf32>, tensor<24x2xi64>""",
 return %w, %e : tensor<24x3xf32>, tensor<24x3xi32>""",
         [("f32", (24, 3)), ("i32", (24, 3))],
         [np.take_along_axis(plain, picks, axis=-1) * 2.5, picks], [1e-5, 0])
+
+
+    # Data movement: what attention and rotary embeddings are made of.
+    x = RNG.standard_normal((2, 3, 4, 5)).astype(f32)
+    yield Case(
+        "transpose 0,2,1,3, slice with a negative start and step, expand",
+        [(x, "f32"), (x[:, :1, :1, :], "f32")], """
+%t = moe.transpose %a0 permutation = [0, 2, 1, 3] : tensor<2x3x4x5xf32> -> tensor<2x4x3x5xf32>
+%s = moe.slice %a0 starts = [-1, 1] ends = [-100, 5] axes = [3, 2] steps = [-2, 2]
+    : tensor<2x3x4x5xf32> -> tensor<2x3x2x3xf32>
+%e = moe.expand %a1 : tensor<2x1x1x5xf32> -> tensor<2x3x4x5xf32>
+return %t, %s, %e : tensor<2x4x3x5xf32>, tensor<2x3x2x3xf32>, tensor<2x3x4x5xf32>""",
+        [("f32", (2, 4, 3, 5)), ("f32", (2, 3, 2, 3)), ("f32", (2, 3, 4, 5))],
+        [x.transpose(0, 2, 1, 3), x[:, :, 1:5:2, -1::-2],
+         np.broadcast_to(x[:, :1, :1, :], x.shape)], [0, 0, 0])
+
+    table = RNG.standard_normal((6, 7, 3)).astype(f32)
+    ids = np.array([[0, -1], [6, 3], [-7, 2]], dtype=np.int64)
+    half = RNG.standard_normal((2, 4, 3)).astype(f32)
+    yield Case(
+        "gather on axis 1 with negative indices, concat of three",
+        [(table, "f32"), (ids, "i64"), (half, "f32")], """
+%g = moe.gather %a0[%a1] axis = 1 : (tensor<6x7x3xf32>, tensor<3x2xi64>) -> tensor<6x3x2x3xf32>
+%n = moe.neg %a2 : tensor<2x4x3xf32>
+%c = moe.concat %n, %a2, %n axis = -1 : (tensor<2x4x3xf32>, tensor<2x4x3xf32>, tensor<2x4x3xf32>) -> tensor<2x4x9xf32>
+return %g, %c : tensor<6x3x2x3xf32>, tensor<2x4x9xf32>""",
+        [("f32", (6, 3, 2, 3)), ("f32", (2, 4, 9))],
+        [np.take(table, ids, axis=1),
+         np.concatenate([-half, half, -half], axis=-1)], [0, 0])
+
+    values = RNG.standard_normal((3, 4, 50)).astype(f32)
+    yield Case(
+        "reduce mean over axes 0 and 2 (keep_dims), max over the last",
+        [(values, "f32")], """
+%m = moe.reduce mean %a0 axes = [0, -1] keep_dims : tensor<3x4x50xf32> -> tensor<1x4x1xf32>
+%x = moe.reduce max %a0 axes = [2] : tensor<3x4x50xf32> -> tensor<3x4xf32>
+return %m, %x : tensor<1x4x1xf32>, tensor<3x4xf32>""",
+        [("f32", (1, 4, 1)), ("f32", (3, 4))],
+        [values.mean(axis=(0, 2), keepdims=True), values.max(axis=2)],
+        [1e-6, 0])
+
+    scores = np.round(RNG.standard_normal((4, 6)) * 2).astype(f32)
+    scores[1, 2] = np.nan
+    limits = np.array([0.0, 1.0, -1.0, 2.0, 0.5, -0.5], dtype=f32)
+    flags = RNG.integers(0, 2, (4, 6)).astype(bool)
+    yield Case(
+        "compare, where, is_nan, and, or, not, casts",
+        [(scores, "f32"), (limits, "f32"), (flags, "i1")], """
+%lt = moe.compare lt, %a0, %a1 : (tensor<4x6xf32>, tensor<6xf32>) -> tensor<4x6xi1>
+%ne = moe.compare ne, %a0, %a1 : (tensor<4x6xf32>, tensor<6xf32>) -> tensor<4x6xi1>
+%nan = moe.is_nan %a0 : tensor<4x6xf32> -> tensor<4x6xi1>
+%both = moe.and %lt, %a2 : (tensor<4x6xi1>, tensor<4x6xi1>) -> tensor<4x6xi1>
+%either = moe.or %nan, %both : (tensor<4x6xi1>, tensor<4x6xi1>) -> tensor<4x6xi1>
+%none = moe.not %either : tensor<4x6xi1>
+%w = moe.where %lt, %a0, %a1 : (tensor<4x6xi1>, tensor<4x6xf32>, tensor<6xf32>) -> tensor<4x6xf32>
+%i = moe.cast %w : tensor<4x6xf32> to tensor<4x6xi32>
+%f = moe.cast %i : tensor<4x6xi32> to tensor<4x6xf32>
+%b = moe.cast %a1 : tensor<6xf32> to tensor<6xi1>
+return %ne, %none, %w, %i, %f, %b
+    : tensor<4x6xi1>, tensor<4x6xi1>, tensor<4x6xf32>, tensor<4x6xi32>, tensor<4x6xf32>, tensor<6xi1>""",
+        [("i1", (4, 6)), ("i1", (4, 6)), ("f32", (4, 6)), ("i32", (4, 6)),
+         ("f32", (4, 6)), ("i1", (6,))],
+        [scores != limits,
+         ~(np.isnan(scores) | ((scores < limits) & flags)),
+         np.where(scores < limits, scores, limits),
+         np.trunc(np.where(scores < limits, scores, limits)),
+         np.trunc(np.where(scores < limits, scores, limits)),
+         limits != 0], [0] * 6)
 
 
 CPU_PIPELINE = [

@@ -1,9 +1,10 @@
 // moe-compile --target cuda on a Hugging Face Mixtral export (two decoder
 // layers): element-wise, normalisation, softmax and routing ops become
-// moe.launch ops of generated kernels; GEMMs, attention's reshapes and the
-// MoE dispatch / experts / combine stay for the runtime's libraries. Equal
-// groups (the same ops on the same types in both layers) share one
-// compiled set of kernels. Every launch must name a kernel of the
+// moe.launch ops of generated kernels, and so do data movement (transposes,
+// slices, gathers, concatenations, broadcasts), reductions, comparisons and
+// casts; GEMMs, reshapes and the MoE dispatch / experts / combine stay for
+// the runtime's libraries. Equal groups (the same ops on the same types in
+// both layers) share one compiled set of kernels. Every launch must name a kernel of the
 // program's PTX with as many parameters as it declares, and every module
 // must assemble for sm_90a.
 
@@ -19,29 +20,37 @@
 // RUN:   | FileCheck %s --check-prefix=PTX
 
 // LOG: moe-compile: generating GPU kernels for sm_90a
-// LOG: moe-compile: 63 ops in 27 launches of 36 kernels (13 distinct groups compiled)
+// LOG: moe-compile: 112 ops in 32 launches of 57 kernels (16 distinct groups compiled)
 
-// The first layer's RMSNorm as exported: x^2 is one launch, the mean a
-// moe.reduce for the runtime, then epsilon, sqrt, reciprocal and both
-// scales fuse into one kernel.
+// The embedding gather and the first RMSNorm fuse into one launch (its
+// row sums in scratch buffers) that returns the embeddings for the
+// residual and the normalised rows for the Q, K and V projections.
 // CHECK-LABEL: func.func @main_graph
-// CHECK: moe.launch "k0_kernel:k0_kernel 16,1,1 1,256,1 i64:1 i64:256 i64:16 i64:32 in0 in1 out0" scratch = [] ins(%{{.*}}, %{{.*}}) : (tensor<2x8x32xf32>, tensor<f32>) -> tensor<2x8x32xf32>
-// CHECK: moe.reduce
-// CHECK: moe.launch "k1_kernel:k1_kernel 16,1,1 1,256,1 i64:1 i64:256 i64:16 i64:32 in3 in2 in0 in1 out0" scratch = [] ins({{.*}}) : (tensor<2x8x1xf32>, tensor<f32>, tensor<2x8x32xf32>, tensor<32xf32>) -> tensor<2x8x32xf32>
-// Attention's masked softmax over the keys: the masked scores, the row
-// maxima and the sums in scratch buffers.
-// CHECK: moe.launch "k10_kernel:k10_kernel {{.*}}tmp0;k10_kernel_0:k10_kernel {{.*}}" scratch = [2048, 256, 256]
-// The router: logits, softmax, top-2 and normalised weights in one launch
-// that returns the weights and the expert indices.
-// CHECK: %[[ROUTED:.*]]:2 = moe.launch "k13_kernel:k13_kernel {{.*}}" scratch = [{{.*}}] ins(%{{.*}}, %{{.*}}) : (tensor<16x32xf32>, tensor<32x8xf32>) -> (tensor<16x2xf32>, tensor<16x2xi64>)
+// CHECK: %[[NORMED:.*]]:2 = moe.launch "k0_kernel:k0_kernel {{.*}}" scratch = [{{.*}}] ins({{.*}}) : ({{.*}}) -> (tensor<2x8x32xf32>, tensor<2x8x32xf32>)
+// CHECK: moe.matmul %[[NORMED]]#1
+// Rotary embeddings (slices, negation, concatenation, products) and the
+// key / value head repetition are launches between reshapes.
+// CHECK: moe.launch "k3_kernel:k3_kernel
+// CHECK: moe.launch "k2_kernel:k2_kernel
+// The masked softmax over the keys between the two attention products:
+// the scores, the row maxima and the sums in scratch buffers.
+// CHECK: moe.matmul
+// CHECK-NEXT: moe.launch "k9_kernel:k9_kernel {{.*}}" scratch = [2048, 256, 256]
+// CHECK-NEXT: moe.matmul
+// The router: the exported transpose of its weight, logits, softmax, top-2
+// and normalised weights in one launch that returns the weights and the
+// expert indices.
+// CHECK: %[[ROUTED:.*]]:2 = moe.launch "k12_kernel:k12_kernel {{.*}}" scratch = [{{.*}}] ins({{.*}}) : (tensor<8x32xf32>, tensor<16x32xf32>) -> (tensor<16x2xf32>, tensor<16x2xi64>)
 // CHECK: moe.dispatch %{{.*}}, %[[ROUTED]]#1 num_experts = 8
 // CHECK: moe.expert_ffn
-// CHECK: moe.combine
+// CHECK: moe.combine %{{.*}}, %{{.*}}, %[[ROUTED]]#0
 // The second layer reuses the first layer's kernels.
-// CHECK: moe.launch "k1_kernel:k1_kernel
-// CHECK: moe.launch "k13_kernel:k13_kernel
-// CHECK-NOT: moe.router
-// CHECK-NOT: moe.softmax
+// CHECK: moe.launch "k11_kernel:k11_kernel
+// CHECK: moe.launch "k4_kernel:k4_kernel
+// CHECK: moe.launch "k12_kernel:k12_kernel
 // CHECK: gpu.binary @k0_kernel [#gpu.object<#nvvm.target<chip = "sm_90a", features = "+ptx80">, {{.*}}assembly = "
 
-// PTX: 36 modules assembled; 75 launches in 27 launch operations match their kernels
+// What is left for the runtime's libraries: reshapes (views), GEMMs
+// (cuBLAS) and the MoE dispatch, experts and combine.
+// PTX: operations: combine 2, dispatch 2, expert_ffn 2, launch 32, matmul 13, reshape 26
+// PTX: 57 modules assembled; 108 launches in 32 launch operations match their kernels

@@ -181,8 +181,39 @@ func.func @router(%x: tensor<16x64xf32>, %w: tensor<64x8xf32>,
 
 // -----
 
-// Left alone: dynamic shapes, integers, rms_norm over more than the last
-// axis, softmax and top_k over another axis, grouped routing.
+// Data movement reads through indexing maps: transpose through the
+// inverse permutation; reduce iterates the kept dimensions first and the
+// reduced ones last (so the kept ones become parallel GPU loops), then
+// restores the kept size-1 dimensions; where broadcasts its condition.
+// CHECK-DAG: #[[PERM:.*]] = affine_map<(d0, d1, d2) -> (d1, d2, d0)>
+// CHECK-DAG: #[[ID3:.*]] = affine_map<(d0, d1, d2) -> (d0, d1, d2)>
+// CHECK-DAG: #[[KEPT_FIRST:.*]] = affine_map<(d0, d1, d2) -> (d1, d0, d2)>
+// CHECK-DAG: #[[FIRST:.*]] = affine_map<(d0, d1, d2) -> (d0)>
+// CHECK-DAG: #[[MIDDLE:.*]] = affine_map<(d0, d1, d2) -> (d1)>
+// CHECK-DAG: #[[LAST:.*]] = affine_map<(d0, d1, d2) -> (d2)>
+// CHECK-LABEL: func.func @data_movement
+// CHECK: linalg.generic {indexing_maps = [#[[PERM]], #[[ID3]]], {{.*}}} ins(%arg0 : tensor<2x3x4xf32>) outs(%{{.*}} : tensor<4x2x3xf32>)
+// CHECK: %[[SUMS:.*]] = linalg.generic {indexing_maps = [#[[KEPT_FIRST]], #[[FIRST]]], iterator_types = ["parallel", "reduction", "reduction"]} ins(%arg0 : tensor<2x3x4xf32>) outs(%{{.*}} : tensor<3xf32>)
+// CHECK: arith.addf
+// CHECK: linalg.generic {indexing_maps = [#[[MIDDLE]], #[[ID3]]], {{.*}}} ins(%[[SUMS]] : tensor<3xf32>) outs(%{{.*}} : tensor<1x3x1xf32>)
+// CHECK: linalg.generic {indexing_maps = [#[[LAST]], #[[ID3]], #[[ID3]], #[[ID3]]], {{.*}}} ins(%arg1, %arg0, %arg0 : tensor<4xi1>, tensor<2x3x4xf32>, tensor<2x3x4xf32>)
+// CHECK: arith.select
+// CHECK-NOT: moe.
+func.func @data_movement(%x: tensor<2x3x4xf32>, %m: tensor<4xi1>)
+    -> (tensor<4x2x3xf32>, tensor<1x3x1xf32>, tensor<2x3x4xf32>) {
+  %t = moe.transpose %x permutation = [2, 0, 1]
+      : tensor<2x3x4xf32> -> tensor<4x2x3xf32>
+  %r = moe.reduce sum %x axes = [0, 2] keep_dims
+      : tensor<2x3x4xf32> -> tensor<1x3x1xf32>
+  %z = moe.where %m, %x, %x
+      : (tensor<4xi1>, tensor<2x3x4xf32>, tensor<2x3x4xf32>) -> tensor<2x3x4xf32>
+  return %t, %r, %z : tensor<4x2x3xf32>, tensor<1x3x1xf32>, tensor<2x3x4xf32>
+}
+
+// -----
+
+// Left alone: dynamic shapes, integer arithmetic, rms_norm over more than
+// the last axis, softmax and top_k over another axis, grouped routing.
 // CHECK-LABEL: func.func @unchanged
 // CHECK: moe.add %arg0, %arg0 : (tensor<?x8xf32>, tensor<?x8xf32>)
 // CHECK: moe.add %arg1, %arg1 : (tensor<4xi64>, tensor<4xi64>)

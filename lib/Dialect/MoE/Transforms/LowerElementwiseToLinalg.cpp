@@ -146,35 +146,54 @@ AffineMap broadcastMap(ArrayRef<int64_t> shape, ArrayRef<int64_t> result,
   return AffineMap::get(result.size(), 0, exprs, context);
 }
 
-/// One parallel generic over `resultType` reading `inputs` (broadcast to
-/// it) and computing `compute` on their widened elements.
-Value buildElementwise(OpBuilder &builder, Location loc,
-                       RankedTensorType resultType, ValueRange inputs,
-                       function_ref<Value(Body &, ArrayRef<Value>)> compute) {
-  MLIRContext *context = builder.getContext();
-  SmallVector<AffineMap> maps;
-  for (Value input : inputs)
-    maps.push_back(
-        broadcastMap(cast<RankedTensorType>(input.getType()).getShape(),
-                     resultType.getShape(), context));
-  maps.push_back(
-      AffineMap::getMultiDimIdentityMap(resultType.getRank(), context));
+/// One parallel generic over `resultType` reading `inputs` through `maps`
+/// (one per input) and yielding `compute` of their elements as they are.
+Value buildMapped(
+    OpBuilder &builder, Location loc, RankedTensorType resultType,
+    ValueRange inputs, ArrayRef<AffineMap> maps,
+    function_ref<Value(OpBuilder &, Location, ArrayRef<Value>)> compute) {
+  SmallVector<AffineMap> allMaps(maps);
+  allMaps.push_back(AffineMap::getMultiDimIdentityMap(resultType.getRank(),
+                                                      builder.getContext()));
   SmallVector<utils::IteratorType> iterators(resultType.getRank(),
                                              utils::IteratorType::parallel);
   Value empty = tensor::EmptyOp::create(builder, loc, resultType.getShape(),
                                         resultType.getElementType());
   auto generic = linalg::GenericOp::create(
-      builder, loc, TypeRange{resultType}, inputs, ValueRange{empty}, maps,
+      builder, loc, TypeRange{resultType}, inputs, ValueRange{empty}, allMaps,
       iterators, [&](OpBuilder &b, Location bodyLoc, ValueRange args) {
-        Body body{b, bodyLoc};
-        SmallVector<Value> elements;
-        for (Value arg : args.drop_back())
-          elements.push_back(body.widen(arg));
-        Value result = compute(body, elements);
-        linalg::YieldOp::create(
-            b, bodyLoc, body.narrow(result, resultType.getElementType()));
+        SmallVector<Value> elements(args.drop_back());
+        linalg::YieldOp::create(b, bodyLoc, compute(b, bodyLoc, elements));
       });
   return generic.getResult(0);
+}
+
+/// The maps that read each of `inputs` broadcast to `resultType`.
+SmallVector<AffineMap> broadcastMaps(ValueRange inputs,
+                                     RankedTensorType resultType) {
+  SmallVector<AffineMap> maps;
+  for (Value input : inputs)
+    maps.push_back(
+        broadcastMap(cast<RankedTensorType>(input.getType()).getShape(),
+                     resultType.getShape(), resultType.getContext()));
+  return maps;
+}
+
+/// One parallel generic over `resultType` reading `inputs` (broadcast to
+/// it) and computing `compute` on their widened elements.
+Value buildElementwise(OpBuilder &builder, Location loc,
+                       RankedTensorType resultType, ValueRange inputs,
+                       function_ref<Value(Body &, ArrayRef<Value>)> compute) {
+  return buildMapped(builder, loc, resultType, inputs,
+                     broadcastMaps(inputs, resultType),
+                     [&](OpBuilder &b, Location bodyLoc, ArrayRef<Value> args) {
+                       Body body{b, bodyLoc};
+                       SmallVector<Value> elements;
+                       for (Value arg : args)
+                         elements.push_back(body.widen(arg));
+                       return body.narrow(compute(body, elements),
+                                          resultType.getElementType());
+                     });
 }
 
 /// Reduces the last axis of `input` into an f32 tensor of its leading
@@ -561,6 +580,439 @@ void lowerRouter(OpBuilder &builder, RouterOp op) {
   op.getExperts().replaceAllUsesWith(experts);
 }
 
+//===----------------------------------------------------------------------===//
+// Data movement and element-wise ops of any element type
+//===----------------------------------------------------------------------===//
+
+/// `x`, an element of type `from`, converted as moe.cast converts: float
+/// to float rounds, float to integer truncates toward zero, anything to i1
+/// compares with zero, i1 and u8 widen unsigned.
+Value convertElement(OpBuilder &b, Location loc, Value x, Type to) {
+  Type from = x.getType();
+  if (from == to)
+    return x;
+  bool fromFloat = isa<FloatType>(from), toFloat = isa<FloatType>(to);
+  if (to.isInteger(1)) {
+    if (fromFloat)
+      return arith::CmpFOp::create(
+          b, loc, arith::CmpFPredicate::UNE, x,
+          arith::ConstantOp::create(b, loc, b.getFloatAttr(from, 0.0)));
+    return arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::ne, x,
+        arith::ConstantOp::create(b, loc, b.getIntegerAttr(from, 0)));
+  }
+  bool unsignedSource = from.isInteger(1) || from.isUnsignedInteger();
+  if (fromFloat && toFloat)
+    return from.getIntOrFloatBitWidth() < to.getIntOrFloatBitWidth()
+               ? arith::ExtFOp::create(b, loc, to, x).getResult()
+               : arith::TruncFOp::create(b, loc, to, x).getResult();
+  if (toFloat)
+    return unsignedSource ? arith::UIToFPOp::create(b, loc, to, x).getResult()
+                          : arith::SIToFPOp::create(b, loc, to, x).getResult();
+  if (fromFloat)
+    return arith::FPToSIOp::create(b, loc, to, x);
+  unsigned fromWidth = from.getIntOrFloatBitWidth();
+  unsigned toWidth = to.getIntOrFloatBitWidth();
+  if (fromWidth > toWidth)
+    return arith::TruncIOp::create(b, loc, to, x);
+  return unsignedSource ? arith::ExtUIOp::create(b, loc, to, x).getResult()
+                        : arith::ExtSIOp::create(b, loc, to, x).getResult();
+}
+
+/// Signless or unsigned integers, floats and i1: what the generated code
+/// handles.
+bool isScalarElement(Type type) {
+  return isa<FloatType>(type) || type.isSignlessInteger() ||
+         type.isUnsignedInteger(8);
+}
+
+/// The result of a statically shaped op whose operands and results all are
+/// statically shaped tensors of scalar elements, or null.
+RankedTensorType staticResult(Operation *op) {
+  auto isStatic = [](Type type) {
+    auto tensor = dyn_cast<RankedTensorType>(type);
+    return tensor && tensor.hasStaticShape() &&
+           isScalarElement(tensor.getElementType());
+  };
+  if (op->getNumResults() != 1 ||
+      !llvm::all_of(op->getOperandTypes(), isStatic) ||
+      !isStatic(op->getResult(0).getType()))
+    return {};
+  return cast<RankedTensorType>(op->getResult(0).getType());
+}
+
+/// transpose: the input read at the permuted indices.
+Value lowerTranspose(OpBuilder &builder, TransposeOp op) {
+  auto type = cast<RankedTensorType>(op.getResult().getType());
+  ArrayRef<int64_t> permutation = op.getPermutation();
+  SmallVector<AffineExpr> exprs(permutation.size());
+  for (auto [resultDim, inputDim] : llvm::enumerate(permutation))
+    exprs[inputDim] = getAffineDimExpr(resultDim, builder.getContext());
+  AffineMap map =
+      AffineMap::get(type.getRank(), 0, exprs, builder.getContext());
+  return buildMapped(
+      builder, op.getLoc(), type, op.getInput(), map,
+      [](OpBuilder &, Location, ArrayRef<Value> e) { return e[0]; });
+}
+
+/// slice with static bounds: index start + step * i along each sliced axis,
+/// the start clamped as ONNX clamps it. The input is read with
+/// tensor.extract: as an indexing map, a sliced axis with step 1 would be
+/// the loop dimension itself, and linalg would take the loop's size from
+/// the input's.
+Value lowerSlice(OpBuilder &builder, SliceOp op) {
+  auto type = cast<RankedTensorType>(op.getResult().getType());
+  auto inputType = cast<RankedTensorType>(op.getInput().getType());
+  SmallVector<int64_t> starts(type.getRank(), 0), steps(type.getRank(), 1);
+  for (auto [i, axis] : llvm::enumerate(op.getAxes())) {
+    int64_t dim = axis < 0 ? axis + type.getRank() : axis;
+    int64_t size = inputType.getDimSize(dim);
+    int64_t step = op.getSteps()[i], start = op.getStarts()[i];
+    if (start < 0)
+      start += size;
+    starts[dim] = step > 0 ? std::clamp<int64_t>(start, 0, size)
+                           : std::clamp<int64_t>(start, 0, size - 1);
+    steps[dim] = step;
+  }
+  Value input = op.getInput();
+  return buildMapped(
+      builder, op.getLoc(), type, ValueRange(ArrayRef<Value>()), {},
+      [&](OpBuilder &b, Location loc, ArrayRef<Value>) -> Value {
+        SmallVector<Value> at;
+        for (int64_t d = 0; d < type.getRank(); ++d) {
+          Value index = linalg::IndexOp::create(b, loc, d);
+          if (steps[d] != 1)
+            index = arith::MulIOp::create(
+                b, loc, index,
+                arith::ConstantIndexOp::create(b, loc, steps[d]));
+          if (starts[d] != 0)
+            index = arith::AddIOp::create(
+                b, loc, index,
+                arith::ConstantIndexOp::create(b, loc, starts[d]));
+          at.push_back(index);
+        }
+        return tensor::ExtractOp::create(b, loc, input, at);
+      });
+}
+
+/// gather along `axis`: the result's indices dimensions read the index,
+/// wrapped when negative and clamped into the axis (generated code cannot
+/// report a bad index, and must not read outside the tensor; the CPU
+/// backend reports it).
+Value lowerGather(OpBuilder &builder, GatherOp op) {
+  auto type = cast<RankedTensorType>(op.getResult().getType());
+  auto dataType = cast<RankedTensorType>(op.getData().getType());
+  auto indicesType = cast<RankedTensorType>(op.getIndices().getType());
+  int64_t axis = op.getAxisAttr().getInt() < 0
+                     ? op.getAxisAttr().getInt() + dataType.getRank()
+                     : op.getAxisAttr().getInt();
+  int64_t indexRank = indicesType.getRank();
+  int64_t size = dataType.getDimSize(axis);
+  MLIRContext *context = builder.getContext();
+  SmallVector<AffineExpr> indexExprs;
+  for (int64_t d = 0; d < indexRank; ++d)
+    indexExprs.push_back(getAffineDimExpr(axis + d, context));
+  AffineMap indexMap = AffineMap::get(type.getRank(), 0, indexExprs, context);
+  Value data = op.getData();
+  return buildMapped(
+      builder, op.getLoc(), type, op.getIndices(), indexMap,
+      [&](OpBuilder &b, Location loc, ArrayRef<Value> e) -> Value {
+        Type i64 = b.getI64Type();
+        Value index = convertElement(b, loc, e[0], i64);
+        auto constant = [&](int64_t value) -> Value {
+          return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(value));
+        };
+        Value negative = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::slt, index, constant(0));
+        index = arith::SelectOp::create(
+            b, loc, negative,
+            arith::AddIOp::create(b, loc, index, constant(size)), index);
+        index = arith::MaxSIOp::create(b, loc, index, constant(0));
+        index = arith::MinSIOp::create(b, loc, index, constant(size - 1));
+        SmallVector<Value> at;
+        for (int64_t d = 0; d < axis; ++d)
+          at.push_back(linalg::IndexOp::create(b, loc, d));
+        at.push_back(
+            arith::IndexCastOp::create(b, loc, b.getIndexType(), index));
+        for (int64_t d = axis + 1; d < dataType.getRank(); ++d)
+          at.push_back(linalg::IndexOp::create(b, loc, d - 1 + indexRank));
+        return tensor::ExtractOp::create(b, loc, data, at);
+      });
+}
+
+/// concat along `axis`: each element read from the input whose range of
+/// the axis holds it (every input read at a clamped index, one selected).
+Value lowerConcat(OpBuilder &builder, ConcatOp op) {
+  auto type = cast<RankedTensorType>(op.getResult().getType());
+  int64_t axis = op.getAxisAttr().getInt() < 0
+                     ? op.getAxisAttr().getInt() + type.getRank()
+                     : op.getAxisAttr().getInt();
+  SmallVector<Value> inputs(op.getInputs());
+  return buildMapped(
+      builder, op.getLoc(), type, ValueRange(ArrayRef<Value>()), {},
+      [&](OpBuilder &b, Location loc, ArrayRef<Value>) -> Value {
+        SmallVector<Value> at;
+        for (int64_t d = 0; d < type.getRank(); ++d)
+          at.push_back(linalg::IndexOp::create(b, loc, d));
+        Value position = at[axis];
+        Value chosen;
+        int64_t offset = 0;
+        for (Value input : inputs) {
+          int64_t extent =
+              cast<RankedTensorType>(input.getType()).getDimSize(axis);
+          if (extent == 0)
+            continue;
+          Value begin = arith::ConstantIndexOp::create(b, loc, offset);
+          Value local = arith::SubIOp::create(b, loc, position, begin);
+          local = arith::MaxSIOp::create(
+              b, loc, local, arith::ConstantIndexOp::create(b, loc, 0));
+          local = arith::MinSIOp::create(
+              b, loc, local,
+              arith::ConstantIndexOp::create(b, loc, extent - 1));
+          SmallVector<Value> inputAt(at);
+          inputAt[axis] = local;
+          Value element = tensor::ExtractOp::create(b, loc, input, inputAt);
+          if (!chosen) {
+            chosen = element;
+          } else {
+            Value here = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::sge, position, begin);
+            chosen = arith::SelectOp::create(b, loc, here, element, chosen);
+          }
+          offset += extent;
+        }
+        return chosen;
+      });
+}
+
+/// reduce (floats) over `axes`: a generic that iterates the kept
+/// dimensions first and the reduced ones last, accumulating in f32, then
+/// a map that divides for the mean, narrows and restores kept dimensions.
+Value lowerReduce(OpBuilder &builder, ReduceOp op) {
+  auto type = cast<RankedTensorType>(op.getResult().getType());
+  auto inputType = cast<RankedTensorType>(op.getInput().getType());
+  MLIRContext *context = builder.getContext();
+  Location loc = op.getLoc();
+  int64_t rank = inputType.getRank();
+  SmallVector<bool> reduced(rank, false);
+  for (int64_t axis : op.getAxes())
+    reduced[axis < 0 ? axis + rank : axis] = true;
+  SmallVector<int64_t> keptShape;
+  SmallVector<AffineExpr> inputExprs(rank);
+  int64_t kept = 0, count = 1;
+  for (int64_t d = 0; d < rank; ++d)
+    if (!reduced[d]) {
+      keptShape.push_back(inputType.getDimSize(d));
+      inputExprs[d] = getAffineDimExpr(kept++, context);
+    }
+  int64_t next = kept;
+  for (int64_t d = 0; d < rank; ++d)
+    if (reduced[d]) {
+      inputExprs[d] = getAffineDimExpr(next++, context);
+      count *= inputType.getDimSize(d);
+    }
+  ReduceKind kind = op.getKind();
+  double init = 0.0;
+  if (kind == ReduceKind::prod)
+    init = 1.0;
+  else if (kind == ReduceKind::max)
+    init = -std::numeric_limits<double>::infinity();
+  else if (kind == ReduceKind::min)
+    init = std::numeric_limits<double>::infinity();
+  Type f32 = builder.getF32Type();
+  auto accType = RankedTensorType::get(keptShape, f32);
+  Value start =
+      arith::ConstantOp::create(builder, loc, builder.getF32FloatAttr(init));
+  Value empty = tensor::EmptyOp::create(builder, loc, keptShape, f32);
+  Value filled =
+      linalg::FillOp::create(builder, loc, ValueRange{start}, ValueRange{empty})
+          .getResult(0);
+  SmallVector<utils::IteratorType> iterators(kept,
+                                             utils::IteratorType::parallel);
+  iterators.append(rank - kept, utils::IteratorType::reduction);
+  SmallVector<AffineMap> maps{
+      AffineMap::get(rank, 0, inputExprs, context),
+      AffineMap::getMultiDimIdentityMap(rank, context).getMajorSubMap(kept)};
+  Value acc = linalg::GenericOp::create(
+                  builder, loc, TypeRange{accType}, op.getInput(), filled, maps,
+                  iterators,
+                  [&](OpBuilder &b, Location bodyLoc, ValueRange args) {
+                    Body body{b, bodyLoc};
+                    Value x = body.widen(args[0]), a = args[1];
+                    Value combined;
+                    switch (kind) {
+                    case ReduceKind::sum:
+                    case ReduceKind::mean:
+                      combined = body.add(a, x);
+                      break;
+                    case ReduceKind::prod:
+                      combined = body.mul(a, x);
+                      break;
+                    case ReduceKind::max:
+                      combined = arith::MaximumFOp::create(b, bodyLoc, a, x);
+                      break;
+                    case ReduceKind::min:
+                      combined = arith::MinimumFOp::create(b, bodyLoc, a, x);
+                      break;
+                    }
+                    linalg::YieldOp::create(b, bodyLoc, combined);
+                  })
+                  .getResult(0);
+  // The result's dimensions: the kept ones, and size-1 reduced ones with
+  // keep_dims, which read nothing.
+  SmallVector<AffineExpr> accExprs;
+  for (int64_t d = 0, r = 0; d < rank; ++d) {
+    if (!reduced[d])
+      accExprs.push_back(getAffineDimExpr(r, context));
+    if (!reduced[d] || op.getKeepDims())
+      ++r;
+  }
+  AffineMap accMap = AffineMap::get(type.getRank(), 0, accExprs, context);
+  return buildMapped(builder, loc, type, acc, accMap,
+                     [&](OpBuilder &b, Location bodyLoc, ArrayRef<Value> e) {
+                       Body body{b, bodyLoc};
+                       Value value = e[0];
+                       if (kind == ReduceKind::mean)
+                         value = body.div(value,
+                                          body.f32(static_cast<double>(count)));
+                       return body.narrow(value, type.getElementType());
+                     });
+}
+
+/// The comparison `predicate` of two elements of the same type.
+Value compareElements(OpBuilder &b, Location loc, ComparePredicate predicate,
+                      Value x, Value y) {
+  if (isa<FloatType>(x.getType())) {
+    arith::CmpFPredicate p = arith::CmpFPredicate::OEQ;
+    switch (predicate) {
+    case ComparePredicate::eq:
+      p = arith::CmpFPredicate::OEQ;
+      break;
+    case ComparePredicate::ne:
+      p = arith::CmpFPredicate::UNE;
+      break;
+    case ComparePredicate::lt:
+      p = arith::CmpFPredicate::OLT;
+      break;
+    case ComparePredicate::le:
+      p = arith::CmpFPredicate::OLE;
+      break;
+    case ComparePredicate::gt:
+      p = arith::CmpFPredicate::OGT;
+      break;
+    case ComparePredicate::ge:
+      p = arith::CmpFPredicate::OGE;
+      break;
+    }
+    return arith::CmpFOp::create(b, loc, p, x, y);
+  }
+  bool isUnsigned = x.getType().isInteger(1) || x.getType().isUnsignedInteger();
+  arith::CmpIPredicate p = arith::CmpIPredicate::eq;
+  switch (predicate) {
+  case ComparePredicate::eq:
+    p = arith::CmpIPredicate::eq;
+    break;
+  case ComparePredicate::ne:
+    p = arith::CmpIPredicate::ne;
+    break;
+  case ComparePredicate::lt:
+    p = isUnsigned ? arith::CmpIPredicate::ult : arith::CmpIPredicate::slt;
+    break;
+  case ComparePredicate::le:
+    p = isUnsigned ? arith::CmpIPredicate::ule : arith::CmpIPredicate::sle;
+    break;
+  case ComparePredicate::gt:
+    p = isUnsigned ? arith::CmpIPredicate::ugt : arith::CmpIPredicate::sgt;
+    break;
+  case ComparePredicate::ge:
+    p = isUnsigned ? arith::CmpIPredicate::uge : arith::CmpIPredicate::sge;
+    break;
+  }
+  return arith::CmpIOp::create(b, loc, p, x, y);
+}
+
+/// The data movement and typed element-wise ops: transpose, slice, expand,
+/// gather, concat, where, compare, cast, is_nan, and, or, not, and reduce.
+Value lowerDataOp(OpBuilder &builder, Operation *op) {
+  Location loc = op->getLoc();
+  auto type = cast<RankedTensorType>(op->getResult(0).getType());
+  auto copy = [](OpBuilder &, Location, ArrayRef<Value> e) { return e[0]; };
+  if (auto transpose = dyn_cast<TransposeOp>(op))
+    return lowerTranspose(builder, transpose);
+  if (auto slice = dyn_cast<SliceOp>(op))
+    return lowerSlice(builder, slice);
+  if (auto gather = dyn_cast<GatherOp>(op))
+    return lowerGather(builder, gather);
+  if (auto concat = dyn_cast<ConcatOp>(op))
+    return lowerConcat(builder, concat);
+  if (auto reduce = dyn_cast<ReduceOp>(op))
+    return lowerReduce(builder, reduce);
+  if (isa<ExpandOp>(op))
+    return buildMapped(builder, loc, type, op->getOperands(),
+                       broadcastMaps(op->getOperands(), type), copy);
+  auto mapped =
+      [&](function_ref<Value(OpBuilder &, Location, ArrayRef<Value>)> compute) {
+        return buildMapped(builder, loc, type, op->getOperands(),
+                           broadcastMaps(op->getOperands(), type), compute);
+      };
+  if (isa<WhereOp>(op))
+    return mapped([](OpBuilder &b, Location l, ArrayRef<Value> e) -> Value {
+      return arith::SelectOp::create(b, l, e[0], e[1], e[2]);
+    });
+  if (auto compare = dyn_cast<CompareOp>(op))
+    return mapped([&](OpBuilder &b, Location l, ArrayRef<Value> e) {
+      return compareElements(b, l, compare.getPredicate(), e[0], e[1]);
+    });
+  if (isa<CastOp>(op))
+    return mapped([&](OpBuilder &b, Location l, ArrayRef<Value> e) {
+      return convertElement(b, l, e[0], type.getElementType());
+    });
+  if (isa<IsNaNOp>(op))
+    return mapped([](OpBuilder &b, Location l, ArrayRef<Value> e) -> Value {
+      return arith::CmpFOp::create(b, l, arith::CmpFPredicate::UNO, e[0], e[0]);
+    });
+  if (isa<AndOp>(op))
+    return mapped([](OpBuilder &b, Location l, ArrayRef<Value> e) -> Value {
+      return arith::AndIOp::create(b, l, e[0], e[1]);
+    });
+  if (isa<OrOp>(op))
+    return mapped([](OpBuilder &b, Location l, ArrayRef<Value> e) -> Value {
+      return arith::OrIOp::create(b, l, e[0], e[1]);
+    });
+  // not
+  return mapped([](OpBuilder &b, Location l, ArrayRef<Value> e) -> Value {
+    Value one = arith::ConstantOp::create(b, l, b.getBoolAttr(true));
+    return arith::XOrIOp::create(b, l, e[0], one);
+  });
+}
+
+/// Whether lowerDataOp rewrites `op`.
+bool lowersDataOp(Operation *op) {
+  if (!isa<TransposeOp, SliceOp, ExpandOp, GatherOp, ConcatOp, ReduceOp,
+           WhereOp, CompareOp, CastOp, IsNaNOp, AndOp, OrOp, NotOp>(op))
+    return false;
+  RankedTensorType type = staticResult(op);
+  if (!type)
+    return false;
+  if (auto reduce = dyn_cast<ReduceOp>(op))
+    return static_cast<bool>(floatTensor(reduce.getInput().getType())) &&
+           static_cast<bool>(floatTensor(type));
+  auto elementType = [](Value value) {
+    return cast<RankedTensorType>(value.getType()).getElementType();
+  };
+  if (auto compare = dyn_cast<CompareOp>(op))
+    return elementType(compare.getLhs()) == elementType(compare.getRhs());
+  if (auto where = dyn_cast<WhereOp>(op))
+    return elementType(where.getTrueValue()) ==
+           elementType(where.getFalseValue());
+  if (auto gather = dyn_cast<GatherOp>(op)) {
+    auto data = cast<RankedTensorType>(gather.getData().getType());
+    int64_t axis = gather.getAxisAttr().getInt();
+    return data.getDimSize(axis < 0 ? axis + data.getRank() : axis) > 0;
+  }
+  return true;
+}
+
 struct LowerElementwiseToLinalgPass
     : moe::impl::LowerElementwiseToLinalgPassBase<
           LowerElementwiseToLinalgPass> {
@@ -582,6 +1034,8 @@ struct LowerElementwiseToLinalgPass
           replacement = lowerRMSNorm(builder, norm);
         else if (auto softmax = dyn_cast<SoftmaxOp>(op))
           replacement = lowerSoftmax(builder, softmax);
+        else if (lowersDataOp(op))
+          replacement = lowerDataOp(builder, op);
         else
           replacement = buildElementwise(
               builder, op->getLoc(),
@@ -601,6 +1055,8 @@ struct LowerElementwiseToLinalgPass
 } // namespace
 
 bool moe::lowersToLinalg(Operation *op) {
+  if (lowersDataOp(op))
+    return true;
   auto isFloat = [](Value value) {
     return static_cast<bool>(floatTensor(value.getType()));
   };

@@ -157,9 +157,9 @@ def RaiseLayersPass : Pass<"moe-raise-layers"> {
 }
 
 def LowerElementwiseToLinalgPass : Pass<"moe-lower-elementwise-to-linalg"> {
-  let summary = "Rewrites element-wise moe ops, moe.rms_norm, moe.softmax, "
-                "moe.top_k and moe.router into linalg on tensors, the entry "
-                "to the GPU kernel path.";
+  let summary = "Rewrites element-wise, normalisation, routing and data "
+                "movement moe ops into linalg on tensors, the entry to the "
+                "GPU kernel path.";
   let description = [{
     The first step of the CUDA lowering: from linalg, upstream passes fuse
     neighbouring element-wise generics into one, bufferise, map the loops
@@ -182,8 +182,15 @@ def LowerElementwiseToLinalgPass : Pass<"moe-lower-elementwise-to-linalg"> {
     without expert groups (a linalg.matmul for the logits in f32, bias,
     softmax or sigmoid scores, top-k on the scores plus the correction bias,
     the plain scores of the picks gathered, normalised and scaled).
-    Anything else, grouped routing and dynamic shapes are left as they are:
-    GEMMs and the other MoE ops go to cuBLAS and the runtime's kernels.
+    Data movement and typed element-wise ops of any element type become
+    generics too: transpose and expand (indexing maps), slice, gather and
+    concat (tensor.extract at computed indices; gather clamps indices
+    into the axis, since generated code cannot report a bad one), where,
+    compare, cast, is_nan, and, or, not, and float reduce over any axes
+    (kept dimensions iterated first, f32 accumulation). Anything else
+    (reshape, matmul, the other MoE ops, integer arithmetic), grouped
+    routing and dynamic shapes are left as they are: they go to views,
+    cuBLAS and the runtime's kernels.
 
     ```mlir
     // before
