@@ -537,21 +537,14 @@ Status Executor::create(Program program, const std::string &programDirectory,
   for (const InputDecl &input : p.inputs)
     if (Status status = allocate(input.id, input.type); !status)
       return status;
-  for (const ConstDecl &constant : p.constants) {
-    Tensor values(DType::F64, constant.type.shape);
-    std::memcpy(values.data(), constant.values.data(),
-                constant.values.size() * sizeof(double));
-    Tensor tensor(constant.type.dtype, constant.type.shape);
-    if (!values.data() || !tensor.data())
-      return Status::error("out of memory allocating constant " +
-                           std::to_string(constant.id));
-    convert(values, tensor);
-    self.values_[constant.id] = std::move(tensor);
-    self.isStatic_[constant.id] = true;
-  }
-  Status status = self.loadWeights(programDirectory);
+  Status status =
+      loadStaticValues(p, programDirectory, self.values_, &self.weightViews_);
   if (!status)
     return status;
+  for (const ConstDecl &constant : p.constants)
+    self.isStatic_[constant.id] = true;
+  for (const WeightDecl &weight : p.weights)
+    self.isStatic_[weight.id] = true;
 
   // Operations whose operands are all weights or constants (layout changes
   // of weights) are static: they run now, once. Every other result is
@@ -733,9 +726,23 @@ Status Executor::create(Program program, const std::string &programDirectory,
   return Status::success();
 }
 
-Status Executor::loadWeights(const std::string &programDirectory) {
+Status moe::rt::loadStaticValues(
+    const Program &program, const std::string &programDirectory,
+    std::vector<Tensor> &values,
+    std::map<int, std::pair<const void *, size_t>> *views) {
+  for (const ConstDecl &constant : program.constants) {
+    Tensor doubles(DType::F64, constant.type.shape);
+    std::memcpy(doubles.data(), constant.values.data(),
+                constant.values.size() * sizeof(double));
+    Tensor tensor(constant.type.dtype, constant.type.shape);
+    if (!doubles.data() || !tensor.data())
+      return Status::error("out of memory allocating constant " +
+                           std::to_string(constant.id));
+    convert(doubles, tensor);
+    values[constant.id] = std::move(tensor);
+  }
   std::map<std::string, std::shared_ptr<Mapping>> mappings;
-  for (const WeightDecl &weight : program_.weights) {
+  for (const WeightDecl &weight : program.weights) {
     if (!isContainedRelativePath(weight.file))
       return Status::error("weight '" + weight.name + "' names file '" +
                            weight.file +
@@ -743,9 +750,9 @@ Status Executor::loadWeights(const std::string &programDirectory) {
                            "'..'");
     // weights-dir is relative to the program file unless it is absolute.
     std::string directory =
-        !program_.weightsDir.empty() && program_.weightsDir[0] == '/'
-            ? program_.weightsDir
-            : programDirectory + "/" + program_.weightsDir;
+        !program.weightsDir.empty() && program.weightsDir[0] == '/'
+            ? program.weightsDir
+            : programDirectory + "/" + program.weightsDir;
     std::string path = directory + "/" + weight.file;
     std::shared_ptr<Mapping> &mapping = mappings[path];
     if (!mapping) {
@@ -769,7 +776,8 @@ Status Executor::loadWeights(const std::string &programDirectory) {
       // Zero copy: the kernels read the mapped pages directly.
       tensor = Tensor(weight.type.dtype, weight.type.shape,
                       const_cast<uint8_t *>(bytes), mapping);
-      weightViews_[weight.id] = {bytes, static_cast<size_t>(weight.length)};
+      if (views)
+        (*views)[weight.id] = {bytes, static_cast<size_t>(weight.length)};
     } else {
       // Sliced or misaligned (initializers inside a protobuf start anywhere):
       // copy only the box this rank owns.
@@ -782,8 +790,7 @@ Status Executor::loadWeights(const std::string &programDirectory) {
       copyBox(bytes, weight.fullShape, offsets, weight.type.shape, elementSize,
               tensor.as<uint8_t>());
     }
-    values_[weight.id] = std::move(tensor);
-    isStatic_[weight.id] = true;
+    values[weight.id] = std::move(tensor);
   }
   return Status::success();
 }

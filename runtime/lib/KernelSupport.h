@@ -217,6 +217,16 @@ Status sgemm(const std::string &op, bool transA, bool transB, int64_t m,
              int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
              const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/// Orders the (token, slot) pairs of `selected` ([tokens, top_k], flat) by
+/// expert, stably (a counting sort): `sources[r]` is the pair of row r, -1
+/// for capacity padding. With capacity >= 0 expert e owns rows
+/// [e*C, (e+1)*C) and keeps its earliest pairs. The CPU dispatch kernel and
+/// the CUDA backend share it, so both order rows alike.
+Status planDispatch(const char *op, const std::vector<int64_t> &selected,
+                    int64_t numExperts, int64_t capacity,
+                    std::vector<int64_t> &counts,
+                    std::vector<int64_t> &sources);
+
 } // namespace moe::rt::detail
 
 #endif // MOE_RUNTIME_LIB_KERNELSUPPORT_H

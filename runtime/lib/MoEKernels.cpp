@@ -463,14 +463,17 @@ Status route(const char *op, const RouterConfig &config, const Tensor &input,
 // Dispatch and combine
 //===----------------------------------------------------------------------===//
 
+} // namespace
+
 /// Orders the (token, slot) pairs of `selected` ([tokens, top_k]) by expert,
 /// stably (a counting sort): `sources[r]` is the pair of row r, -1 for
 /// capacity padding. With capacity >= 0 expert e owns rows [e*C, (e+1)*C)
 /// and keeps its earliest pairs.
-Status planDispatch(const char *op, const std::vector<int64_t> &selected,
-                    int64_t numExperts, int64_t capacity,
-                    std::vector<int64_t> &counts,
-                    std::vector<int64_t> &sources) {
+Status moe::rt::detail::planDispatch(const char *op,
+                                     const std::vector<int64_t> &selected,
+                                     int64_t numExperts, int64_t capacity,
+                                     std::vector<int64_t> &counts,
+                                     std::vector<int64_t> &sources) {
   counts.assign(numExperts, 0);
   for (int64_t expert : selected) {
     if (expert < 0 || expert >= numExperts)
@@ -498,6 +501,8 @@ Status planDispatch(const char *op, const std::vector<int64_t> &selected,
   }
   return Status::success();
 }
+
+namespace {
 
 /// `result[t] = sum_j weights[t, j] * expertOut[r]` over rows r with
 /// `sources[r] = t * topK + j`; rows with source -1 are padding.

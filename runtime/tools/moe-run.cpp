@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Runtime/Collectives.h"
+#include "moe/Runtime/CudaExecutor.h"
 #include "moe/Runtime/Executor.h"
 #include "moe/Runtime/Npy.h"
 #include "moe/Runtime/TensorProto.h"
@@ -661,6 +662,99 @@ int runRank(const Options &options, const Program &program,
   return 0;
 }
 
+/// Writes the outputs moe-run was asked for, all or nothing: on a failure
+/// it removes what it already wrote.
+bool writeOutputs(const Options &options,
+                  const std::vector<const Tensor *> &outputs) {
+  std::vector<std::string> written;
+  for (size_t i = 0; i < options.outputs.size(); ++i) {
+    Status status = writeNpy(options.outputs[i], *outputs[i]);
+    if (!status) {
+      for (const std::string &done : written)
+        std::remove(done.c_str());
+      std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
+      return false;
+    }
+    written.push_back(options.outputs[i]);
+  }
+  return true;
+}
+
+/// A program compiled with --target cuda, on one GPU.
+int runOnGpu(const Options &options, const Program &program,
+             const std::vector<Tensor> &inputs,
+             const std::vector<Tensor> &references) {
+#ifdef MOE_RUN_WITH_CUDA
+  auto fail = [&](const Status &status) {
+    std::fprintf(stderr, "moe-run: %s: %s\n", options.program.c_str(),
+                 status.message.c_str());
+    return 1;
+  };
+  if (options.ranks > 1 || !options.trace.empty() ||
+      !options.expertLoad.empty() || program.microbatches > 1)
+    return fail(Status::error(
+        "the CUDA backend runs one rank without --trace, --expert-load or "
+        "micro-batches for now"));
+  // Unsupported operations are named first: that needs no GPU.
+  if (Status supported = cuda::checkCudaSupport(program); !supported)
+    return fail(supported);
+  auto loadStart = std::chrono::steady_clock::now();
+  std::unique_ptr<cuda::CudaExecutor> executor;
+  Status status = cuda::CudaExecutor::create(
+      program, directoryOf(options.program), /*device=*/0, executor);
+  if (!status)
+    return fail(status);
+  double loadSeconds = std::chrono::duration<double>(
+                           std::chrono::steady_clock::now() - loadStart)
+                           .count();
+  std::printf("moe-run: %s: %zu inputs, %zu operations, %.1f MB of weights "
+              "and a %.1f MB activation arena on %s, loaded in %.3f s\n",
+              options.program.c_str(), program.inputs.size(),
+              program.operations.size(), executor->weightBytes() / 1e6,
+              executor->arenaBytes() / 1e6, executor->deviceName().c_str(),
+              loadSeconds);
+  std::vector<Tensor> outputs;
+  for (int i = 0; i < options.warmup; ++i)
+    if (!(status = executor->run(inputs, outputs)))
+      return fail(status);
+  std::vector<double> latencies;
+  for (int i = 0; i < options.iterations; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    if (!(status = executor->run(inputs, outputs)))
+      return fail(status);
+    latencies.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
+  double p50 = percentile(latencies, 50);
+  std::printf("latency: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms over %d "
+              "iterations (GPU, inputs uploaded and outputs downloaded)\n",
+              p50 * 1e3, percentile(latencies, 90) * 1e3,
+              percentile(latencies, 99) * 1e3, options.iterations);
+  std::printf("throughput: %.1f tokens/s (%lld tokens per run)\n",
+              tokensPerRun(program) / p50,
+              static_cast<long long>(tokensPerRun(program)));
+  bool allClose = true;
+  for (size_t i = 0; i < references.size(); ++i)
+    allClose &= compareOutput(program.outputs[i].name, outputs[i],
+                              references[i], options.rtol, options.atol);
+  if (!allClose)
+    return 1;
+  std::vector<const Tensor *> pointers;
+  for (const Tensor &output : outputs)
+    pointers.push_back(&output);
+  return writeOutputs(options, pointers) ? 0 : 1;
+#else
+  std::fprintf(stderr,
+               "moe-run: %s was compiled with --target cuda, but this moe-run "
+               "was built without the CUDA backend (CMake found no CUDA "
+               "compiler); rebuild with the CUDA toolkit, or compile the "
+               "model with --target cpu\n",
+               options.program.c_str());
+  return 1;
+#endif
+}
+
 int main(int argc, char **argv) {
   Options options;
   int parsed = parseArgs(argc, argv, options);
@@ -740,6 +834,9 @@ int main(int argc, char **argv) {
     }
     references.push_back(std::move(tensor));
   }
+
+  if (cuda::isCudaProgram(program))
+    return runOnGpu(options, program, inputs, references);
 
   LaunchEnvironment launch;
   if (!(status = readLaunchEnvironment(launch))) {

@@ -99,13 +99,17 @@ def main():
                              "--machine=cpu:N --plan=PLAN, N the ranks of "
                              "--ranks or --mpirun) and check that moe-run "
                              "ran a partitioned program")
+    parser.add_argument("--target", choices=["cpu", "cuda"], default="cpu",
+                        help="compile for this target; cuda runs on the "
+                             "GPU and prints a SKIP line when there is none")
     parser.add_argument("--iterations", type=int, default=1,
                         help="timed runs of both engines (one thread each); "
                              "above 1, median latencies are printed")
     args = parser.parse_args()
 
     name = os.path.splitext(os.path.basename(args.model))[0]
-    work = os.path.join(args.work, name)
+    work = os.path.join(args.work, name + ("-cuda" if args.target == "cuda"
+                                           else ""))
     os.makedirs(work, exist_ok=True)
     model = onnx.load(args.model, load_external_data=False)
     if args.inputs:
@@ -153,6 +157,8 @@ def main():
                        "-o", program]
     if args.dim_params:
         compile_command.append("--dim-params=" + args.dim_params)
+    if args.target == "cuda":
+        compile_command.append("--target=cuda")
     ranks = args.mpirun or args.ranks
     if args.plan:
         compile_command += [f"--machine=cpu:{ranks}", "--plan=" + args.plan]
@@ -181,6 +187,19 @@ def main():
                                 timeout=600)
         sys.stdout.write(result.stdout)
         sys.stderr.write(result.stderr)
+        if args.target == "cuda" and "needs a GPU" in result.stderr:
+            print(f"SKIP {name}: no GPU here, so the CUDA program (compiled "
+                  f"above) did not run")
+            return 0
+        unsupported = re.search(r"moe-run: .*?: (line \d+ \(\w+\): .*"
+                                r"(?:not supported by the CUDA backend yet|"
+                                r"has no CUDA implementation).*)",
+                                result.stderr)
+        if args.target == "cuda" and unsupported:
+            # Named, not hidden: the CUDA backend's known gaps (issue 6).
+            print(f"SKIP {name}: the CUDA backend cannot run this model "
+                  f"yet: {unsupported.group(1)}")
+            return 0
         if result.returncode != 0:
             print(f"FAIL {name}: {os.path.basename(command[0])} exited with "
                   f"{result.returncode}")
@@ -200,7 +219,9 @@ def main():
         print(f"FAIL {name}: moe-run did not confirm identical outputs on "
               f"{ranks} ranks")
         return 1
-    print(f"PASS {name}: moe-run matches onnxruntime (rtol {args.rtol}, "
+    print(f"PASS {name}: moe-run " +
+          ("on the GPU " if args.target == "cuda" else "") +
+          f"matches onnxruntime (rtol {args.rtol}, "
           f"atol {args.atol})" + (f" on {ranks} ranks" if ranks > 1 else "")
           + (f", partitioned by '{args.plan}'" if args.plan else ""))
     return 0

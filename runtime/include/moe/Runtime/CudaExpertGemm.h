@@ -18,6 +18,7 @@
 #include "moe/Runtime/Kernels.h"
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace moe::rt::cuda {
@@ -48,6 +49,13 @@ private:
   void **devicePointers_ = nullptr;
   size_t capacity_ = 0;
 };
+
+/// The experts' activation, in place on `n` device floats: `values` =
+/// act(`values`) for relu, gelu, gelu_tanh, silu and identity; for swiglu
+/// `values` = silu(`values`) * `up` (the gate's and the up projection's
+/// products). Fails, naming it, on another activation.
+Status activate(const std::string &activation, float *values, const float *up,
+                int64_t n, void *stream = nullptr);
 
 } // namespace moe::rt::cuda
 

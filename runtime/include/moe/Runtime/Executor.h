@@ -39,6 +39,17 @@ struct OpTiming {
 /// this machine's memory.
 Status checkFitsInMemory(const Program &program);
 
+/// The host tensors of `program`'s constants and weights, stored in
+/// `values` (sized for the program's values) by id. Weight files are found
+/// in `programDirectory` joined with the program's weights-dir and mapped:
+/// a weight that is not sliced and is 64-byte aligned in its file is a
+/// zero-copy view, whose bytes `views` receives; others are copied, only
+/// the box this rank owns.
+Status loadStaticValues(
+    const Program &program, const std::string &programDirectory,
+    std::vector<Tensor> &values,
+    std::map<int, std::pair<const void *, size_t>> *views = nullptr);
+
 class Executor {
 public:
   /// Loads `program`; weight files are found in `programDirectory` joined
@@ -79,7 +90,6 @@ private:
   struct PreparedFFN;
 
   Executor() = default;
-  Status loadWeights(const std::string &programDirectory);
   void prepareExpertWeights();
   /// Places the intermediate values this rank computes in one arena
   /// (MemoryPlan.h): `offsets[id]` is a value's byte offset, -1 for one

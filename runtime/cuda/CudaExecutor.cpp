@@ -1,0 +1,677 @@
+//===- CudaExecutor.cpp - running a program on one GPU --------------------===//
+//
+// Part of moe-compiler's runtime (CUDA backend).
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Runtime/CudaExecutor.h"
+
+#include "moe/Runtime/CudaExpertGemm.h"
+#include "moe/Runtime/CudaPermute.h"
+#include "moe/Runtime/Executor.h"
+#include "moe/Runtime/KernelLaunch.h"
+#include "moe/Runtime/MemoryPlan.h"
+
+#include "../lib/KernelSupport.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <map>
+
+namespace moe::rt::cuda {
+
+namespace {
+
+std::string cudaText(cudaError_t error) { return cudaGetErrorString(error); }
+
+/// An expert_ffn's intermediate rows, allocated at load.
+struct ExpertBuffers {
+  float *first = nullptr;  ///< gate (or up) products, then activated
+  float *second = nullptr; ///< up products (swiglu)
+};
+
+} // namespace
+
+struct CudaExecutor::State {
+  Program program;
+  int deviceIndex = 0;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  ExpertGemm expertGemm;
+  /// Device pointer of each value; static values and inputs own theirs,
+  /// intermediate values point into the arena.
+  std::vector<void *> device;
+  /// Each value's type (inputs, weights, constants and results alike).
+  std::vector<ValueType> types;
+  std::vector<bool> isStatic;
+  std::vector<void *> owned;
+  void *arena = nullptr;
+  int64_t arenaBytes = 0, weightBytes = 0;
+  /// The PTX modules, through the runtime's library API (CUDA 12 and
+  /// later) rather than the driver API, so that moe-run needs no driver
+  /// library on machines without a GPU.
+  std::map<std::string, cudaLibrary_t> modules;
+  /// Per operation: its launches with their functions (launch ops), its
+  /// scratch buffers' arena offsets, and expert_ffn buffers.
+  std::vector<std::vector<std::pair<KernelLaunch, cudaKernel_t>>> launches;
+  std::vector<std::vector<void *>> scratch;
+  std::vector<ExpertBuffers> expertBuffers;
+  /// Per value: the host copy of a dispatch's counts and sources, which
+  /// expert_ffn and combine read.
+  std::map<int, std::vector<int64_t>> hostIndices;
+  /// Per combine op: the device array of each pair's row.
+  std::map<size_t, int64_t *> rowOfPair;
+
+  ~State();
+  Status fail(const Operation &op, const std::string &message) const {
+    return Status::error("line " + std::to_string(op.line) + " (" + op.op +
+                         "): " + message);
+  }
+  Status allocate(size_t bytes, void *&pointer) {
+    if (cudaError_t error = cudaMalloc(&pointer, std::max<size_t>(bytes, 1));
+        error != cudaSuccess)
+      return Status::error("cudaMalloc of " + std::to_string(bytes) +
+                           " bytes: " + cudaText(error));
+    owned.push_back(pointer);
+    return Status::success();
+  }
+  Status prepare(size_t index);
+  Status runOperation(size_t index);
+  Status runLaunch(size_t index);
+  Status runMatmul(const Operation &op);
+  Status runDispatch(const Operation &op);
+  Status runExpertFFN(size_t index);
+  Status runCombine(size_t index);
+};
+
+Status checkCudaSupport(const Program &program) {
+  if (!program.grids.empty())
+    return Status::error("partitioned programs (grid '" +
+                         program.grids[0].name +
+                         "') do not run on the CUDA backend yet: its "
+                         "executor has no NCCL collectives; compile without "
+                         "--machine for one GPU");
+  std::vector<ValueType> types(program.numValues);
+  for (const InputDecl &input : program.inputs)
+    types[input.id] = input.type;
+  for (const WeightDecl &weight : program.weights)
+    types[weight.id] = weight.type;
+  for (const ConstDecl &constant : program.constants)
+    types[constant.id] = constant.type;
+  for (const Operation &op : program.operations)
+    for (size_t r = 0; r < op.results.size(); ++r)
+      types[op.results[r]] = op.resultTypes[r];
+  for (const Operation &op : program.operations) {
+    auto refuse = [&](const std::string &why) {
+      return Status::error("line " + std::to_string(op.line) + " (" + op.op +
+                           "): " + why);
+    };
+    auto dtypeOf = [&](size_t operand) {
+      return types[op.operands[operand]].dtype;
+    };
+    if (op.op == "launch" || op.op == "reshape" || op.op == "combine")
+      continue;
+    if (op.op == "matmul") {
+      const Shape &lhs = types[op.operands[0]].shape;
+      const Shape &rhs = types[op.operands[1]].shape;
+      if (dtypeOf(0) != DType::F32 || dtypeOf(1) != DType::F32)
+        return refuse("only f32 matmul runs on the CUDA backend yet");
+      if (lhs.size() < 2 || rhs.size() < 2)
+        return refuse("operands of rank 1 are not supported by the CUDA "
+                      "backend yet");
+      if (rhs.size() > 2 && Shape(lhs.begin(), lhs.end() - 2) !=
+                                Shape(rhs.begin(), rhs.end() - 2))
+        return refuse("batched matmul with broadcast leading dimensions is "
+                      "not supported by the CUDA backend yet");
+      continue;
+    }
+    if (op.op == "dispatch") {
+      if (dtypeOf(0) != DType::F32)
+        return refuse("only f32 tokens are dispatched on the CUDA backend "
+                      "yet");
+      if (dtypeOf(1) != DType::I64 && dtypeOf(1) != DType::I32)
+        return refuse("the selected experts must be i64 or i32");
+      continue;
+    }
+    if (op.op == "expert_ffn") {
+      // rows, counts, gate, up, down, gate_bias, up_bias, down_bias
+      for (int bias : {5, 6, 7})
+        if (op.operands.size() > static_cast<size_t>(bias) &&
+            op.operands[bias] >= 0)
+          return refuse("expert biases are not supported by the CUDA "
+                        "backend yet");
+      if (op.attrs.has("capacity"))
+        return refuse("capacity mode is not supported by the CUDA backend "
+                      "yet");
+      if (op.resultTypes[0].dtype != DType::F32 || dtypeOf(3) != DType::F32)
+        return refuse("only f32 experts run on the CUDA backend yet");
+      bool gated = op.operands[2] >= 0;
+      std::string activation = op.attrs.getString("activation");
+      if (gated != (activation == "swiglu"))
+        return refuse("activation '" + activation +
+                      (gated ? "' with" : "' without") +
+                      " a gate weight is not supported by the CUDA backend "
+                      "yet");
+      continue;
+    }
+    return refuse("has no CUDA implementation: the CUDA backend runs "
+                  "generated kernels (launch), reshape, matmul, dispatch, "
+                  "expert_ffn and combine; the compiler leaves this op when "
+                  "it cannot generate its kernel");
+  }
+  return Status::success();
+}
+
+CudaExecutor::State::~State() {
+  if (stream)
+    cudaStreamSynchronize(stream);
+  for (void *pointer : owned)
+    cudaFree(pointer);
+  if (arena)
+    cudaFree(arena);
+  for (auto &[name, module] : modules)
+    cudaLibraryUnload(module);
+  if (blas)
+    cublasDestroy(blas);
+  if (stream)
+    cudaStreamDestroy(stream);
+}
+
+CudaExecutor::~CudaExecutor() = default;
+
+const Program &CudaExecutor::program() const { return state_->program; }
+int64_t CudaExecutor::weightBytes() const { return state_->weightBytes; }
+int64_t CudaExecutor::arenaBytes() const { return state_->arenaBytes; }
+
+std::string CudaExecutor::deviceName() const {
+  cudaDeviceProp properties;
+  if (cudaGetDeviceProperties(&properties, state_->deviceIndex) != cudaSuccess)
+    return "CUDA device " + std::to_string(state_->deviceIndex);
+  return properties.name;
+}
+
+Status CudaExecutor::create(Program program,
+                            const std::string &programDirectory, int device,
+                            std::unique_ptr<CudaExecutor> &executor) {
+  executor.reset(new CudaExecutor());
+  executor->state_ = std::make_unique<State>();
+  State &s = *executor->state_;
+  s.program = std::move(program);
+  s.deviceIndex = device;
+  const Program &p = s.program;
+  if (Status status = checkCudaSupport(p); !status)
+    return status;
+  if (std::string why; !deviceAvailable(why))
+    return Status::error("the program was compiled with --target cuda and "
+                         "needs a GPU: " +
+                         why);
+  if (cudaError_t error = cudaSetDevice(device); error != cudaSuccess)
+    return Status::error("cannot use CUDA device " + std::to_string(device) +
+                         ": " + cudaText(error));
+  if (cudaError_t error = cudaStreamCreate(&s.stream); error != cudaSuccess)
+    return Status::error("cudaStreamCreate: " + cudaText(error));
+  if (cublasCreate(&s.blas) != CUBLAS_STATUS_SUCCESS ||
+      cublasSetStream(s.blas, s.stream) != CUBLAS_STATUS_SUCCESS)
+    return Status::error("cannot create a cuBLAS handle");
+  if (Status status = s.expertGemm.init(s.stream); !status)
+    return status;
+
+  // The PTX modules, compiled by the driver for this device.
+  for (const GpuModuleDecl &module : p.gpuModules) {
+    cudaLibrary_t loaded;
+    if (cudaError_t error =
+            cudaLibraryLoadData(&loaded, module.ptx.c_str(), nullptr, nullptr,
+                                0, nullptr, nullptr, 0);
+        error != cudaSuccess)
+      return Status::error("gpu-module '" + module.name +
+                           "': CUDA cannot load its PTX: " + cudaText(error));
+    s.modules[module.name] = loaded;
+  }
+
+  // Constants and weights, uploaded once.
+  std::vector<Tensor> host(p.numValues);
+  if (Status status = loadStaticValues(p, programDirectory, host); !status)
+    return status;
+  s.device.assign(p.numValues, nullptr);
+  s.isStatic.assign(p.numValues, false);
+  s.types.resize(p.numValues);
+  for (const InputDecl &input : p.inputs)
+    s.types[input.id] = input.type;
+  for (const WeightDecl &weight : p.weights)
+    s.types[weight.id] = weight.type;
+  for (const ConstDecl &constant : p.constants)
+    s.types[constant.id] = constant.type;
+  for (const Operation &op : p.operations)
+    for (size_t r = 0; r < op.results.size(); ++r)
+      s.types[op.results[r]] = op.resultTypes[r];
+  auto upload = [&](int id) -> Status {
+    const Tensor &tensor = host[id];
+    if (Status status = s.allocate(tensor.sizeInBytes(), s.device[id]); !status)
+      return status;
+    s.weightBytes += tensor.sizeInBytes();
+    s.isStatic[id] = true;
+    if (cudaError_t error =
+            cudaMemcpy(s.device[id], tensor.data(), tensor.sizeInBytes(),
+                       cudaMemcpyHostToDevice);
+        error != cudaSuccess)
+      return Status::error("uploading value " + std::to_string(id) + ": " +
+                           cudaText(error));
+    return Status::success();
+  };
+  for (const ConstDecl &constant : p.constants)
+    if (Status status = upload(constant.id); !status)
+      return status;
+  for (const WeightDecl &weight : p.weights)
+    if (Status status = upload(weight.id); !status)
+      return status;
+  host.clear();
+  for (const InputDecl &input : p.inputs)
+    if (Status status = s.allocate(numElements(input.type.shape) *
+                                       dtypeSize(input.type.dtype),
+                                   s.device[input.id]);
+        !status)
+      return status;
+
+  // Static operations (on weights and constants alone) get buffers of
+  // their own and run once below; the others share the arena.
+  size_t count = p.operations.size();
+  s.launches.resize(count);
+  s.scratch.resize(count);
+  s.expertBuffers.resize(count);
+  std::vector<bool> isOutput(p.numValues, false);
+  for (const OutputDecl &output : p.outputs)
+    isOutput[output.id] = true;
+  std::vector<BufferLifetime> buffers;
+  std::vector<std::pair<int, int>> owners; // value id, or -1 - scratch slot
+  std::vector<int64_t> first(p.numValues, -1), last(p.numValues, -1);
+  for (size_t i = 0; i < count; ++i) {
+    const Operation &op = p.operations[i];
+    if (Status status = s.prepare(i); !status)
+      return status;
+    bool allStatic = !op.operands.empty();
+    for (int operand : op.operands) {
+      if (operand < 0)
+        continue;
+      allStatic = allStatic && s.isStatic[operand];
+      last[operand] = static_cast<int64_t>(i);
+    }
+    for (size_t r = 0; r < op.results.size(); ++r) {
+      int id = op.results[r];
+      int64_t bytes = numElements(op.resultTypes[r].shape) *
+                      dtypeSize(op.resultTypes[r].dtype);
+      s.isStatic[id] = allStatic;
+      first[id] = last[id] = static_cast<int64_t>(i);
+      if (allStatic || isOutput[id]) {
+        if (Status status = s.allocate(bytes, s.device[id]); !status)
+          return status;
+      }
+    }
+  }
+  // Operands and results of one operation never share: their lifetimes
+  // both include it.
+  for (int id = 0; id < p.numValues; ++id)
+    if (first[id] >= 0 && !s.device[id]) {
+      buffers.push_back({static_cast<int64_t>(numElements(s.types[id].shape) *
+                                              dtypeSize(s.types[id].dtype)),
+                         first[id], last[id]});
+      owners.push_back({id, -1});
+    }
+  for (size_t i = 0; i < count; ++i) {
+    const Operation &op = p.operations[i];
+    if (op.op != "launch")
+      continue;
+    const std::vector<int64_t> *sizes = op.attrs.getArray("scratch");
+    for (size_t t = 0; sizes && t < sizes->size(); ++t) {
+      buffers.push_back(
+          {(*sizes)[t], static_cast<int64_t>(i), static_cast<int64_t>(i)});
+      owners.push_back({static_cast<int>(i), static_cast<int>(t)});
+    }
+  }
+  MemoryPlan plan = planMemory(buffers, 256);
+  s.arenaBytes = plan.arenaBytes;
+  if (s.arenaBytes > 0) {
+    if (cudaError_t error = cudaMalloc(&s.arena, s.arenaBytes);
+        error != cudaSuccess)
+      return Status::error("cudaMalloc of the " + std::to_string(s.arenaBytes) +
+                           "-byte activation arena: " + cudaText(error));
+  }
+  for (size_t b = 0; b < buffers.size(); ++b) {
+    void *pointer = static_cast<char *>(s.arena) + plan.offsets[b];
+    auto [owner, slot] = owners[b];
+    if (slot < 0) {
+      s.device[owner] = pointer;
+    } else {
+      std::vector<void *> &slots = s.scratch[owner];
+      if (slots.size() <= static_cast<size_t>(slot))
+        slots.resize(slot + 1, nullptr);
+      slots[slot] = pointer;
+    }
+  }
+
+  // The static operations run now, once.
+  for (size_t i = 0; i < count; ++i) {
+    const Operation &op = p.operations[i];
+    if (!op.results.empty() && s.isStatic[op.results.front()])
+      if (Status status = s.runOperation(i); !status)
+        return status;
+  }
+  if (cudaError_t error = cudaStreamSynchronize(s.stream); error != cudaSuccess)
+    return Status::error("running the static operations: " + cudaText(error));
+  return Status::success();
+}
+
+/// Checks an operation at load and sets up what it needs.
+Status CudaExecutor::State::prepare(size_t index) {
+  const Operation &op = program.operations[index];
+  if (op.op == "launch") {
+    const std::vector<int64_t> *sizes = op.attrs.getArray("scratch");
+    std::vector<KernelLaunch> parsed;
+    std::string error = parseKernelLaunches(
+        op.attrs.getString("launches"), op.operands.size(), op.results.size(),
+        sizes ? sizes->size() : 0, parsed);
+    if (!error.empty())
+      return fail(op, error);
+    for (KernelLaunch &launch : parsed) {
+      auto module = modules.find(launch.module);
+      if (module == modules.end())
+        return fail(op, "launches '" + launch.kernel + "' of gpu-module '" +
+                            launch.module + "', which the program lacks");
+      cudaKernel_t function;
+      if (cudaError_t error = cudaLibraryGetKernel(&function, module->second,
+                                                   launch.kernel.c_str());
+          error != cudaSuccess)
+        return fail(op, "gpu-module '" + launch.module + "' has no kernel '" +
+                            launch.kernel + "': " + cudaText(error));
+      launches[index].push_back({std::move(launch), function});
+    }
+    return Status::success();
+  }
+  return Status::success();
+}
+
+Status CudaExecutor::State::runOperation(size_t index) {
+  const Operation &op = program.operations[index];
+  Status status;
+  if (op.op == "launch") {
+    status = runLaunch(index);
+  } else if (op.op == "reshape") {
+    int64_t bytes = numElements(op.resultTypes[0].shape) *
+                    dtypeSize(op.resultTypes[0].dtype);
+    if (cudaError_t error =
+            cudaMemcpyAsync(device[op.results[0]], device[op.operands[0]],
+                            bytes, cudaMemcpyDeviceToDevice, stream);
+        error != cudaSuccess)
+      status = Status::error(cudaText(error));
+  } else if (op.op == "matmul") {
+    status = runMatmul(op);
+  } else if (op.op == "dispatch") {
+    status = runDispatch(op);
+  } else if (op.op == "expert_ffn") {
+    status = runExpertFFN(index);
+  } else if (op.op == "combine") {
+    status = runCombine(index);
+  }
+  if (!status)
+    return fail(op, status.message);
+  return Status::success();
+}
+
+Status CudaExecutor::State::runLaunch(size_t index) {
+  const Operation &op = program.operations[index];
+  for (auto &[launch, function] : launches[index]) {
+    // Each parameter's value lives in `storage`; `params` points at them.
+    std::vector<uint64_t> storage(launch.arguments.size());
+    std::vector<void *> params(launch.arguments.size());
+    for (size_t a = 0; a < launch.arguments.size(); ++a) {
+      const LaunchArgument &argument = launch.arguments[a];
+      switch (argument.kind) {
+      case LaunchArgument::Input:
+        storage[a] =
+            reinterpret_cast<uint64_t>(device[op.operands[argument.value]]);
+        break;
+      case LaunchArgument::Output:
+        storage[a] =
+            reinterpret_cast<uint64_t>(device[op.results[argument.value]]);
+        break;
+      case LaunchArgument::Scratch:
+        storage[a] = reinterpret_cast<uint64_t>(scratch[index][argument.value]);
+        break;
+      case LaunchArgument::Int64:
+        storage[a] = static_cast<uint64_t>(argument.value);
+        break;
+      case LaunchArgument::Float32: {
+        uint32_t bits = static_cast<uint32_t>(argument.value);
+        std::memcpy(&storage[a], &bits, sizeof(bits));
+        break;
+      }
+      }
+      params[a] = &storage[a];
+    }
+    dim3 grid(launch.grid[0], launch.grid[1], launch.grid[2]);
+    dim3 block(launch.block[0], launch.block[1], launch.block[2]);
+    if (cudaError_t error =
+            cudaLaunchKernel(reinterpret_cast<const void *>(function), grid,
+                             block, params.data(), 0, stream);
+        error != cudaSuccess)
+      return Status::error("launching " + launch.module + ":" + launch.kernel +
+                           ": " + cudaText(error));
+  }
+  return Status::success();
+}
+
+/// ONNX MatMul on f32: [..., M, K] x [K, N] as one GEMM, or equal leading
+/// dimensions as strided batches (row-major, so cuBLAS computes the
+/// transposed product).
+/// (checkCudaSupport refused the other forms at load.)
+Status CudaExecutor::State::runMatmul(const Operation &op) {
+  const ValueType *lhs = &types[op.operands[0]];
+  const ValueType *rhs = &types[op.operands[1]];
+  int64_t m = lhs->shape[lhs->shape.size() - 2];
+  int64_t k = lhs->shape.back();
+  int64_t n = rhs->shape.back();
+  const float *a = static_cast<const float *>(device[op.operands[0]]);
+  const float *b = static_cast<const float *>(device[op.operands[1]]);
+  float *c = static_cast<float *>(device[op.results[0]]);
+  const float one = 1.0f, zero = 0.0f;
+  cublasStatus_t status;
+  if (rhs->shape.size() == 2) {
+    int64_t rows = numElements(lhs->shape) / k;
+    status = cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, n, rows, k, &one, b, n,
+                         a, k, &zero, c, n);
+  } else {
+    Shape lhsBatch(lhs->shape.begin(), lhs->shape.end() - 2);
+    status = cublasSgemmStridedBatched(blas, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k,
+                                       &one, b, n, k * n, a, k, m * k, &zero, c,
+                                       n, m * n, numElements(lhsBatch));
+  }
+  if (status != CUBLAS_STATUS_SUCCESS)
+    return Status::error(std::string("cuBLAS: ") +
+                         cublasGetStatusString(status));
+  return Status::success();
+}
+
+/// The expert order on the host (the selection is small), then the permute
+/// kernel.
+Status CudaExecutor::State::runDispatch(const Operation &op) {
+  const ValueType &rowsType = op.resultTypes[0];
+  int64_t numExperts = op.attrs.getInt("num_experts");
+  int64_t capacity =
+      op.attrs.has("capacity") ? op.attrs.getInt("capacity") : -1;
+  int64_t hidden = rowsType.shape.back();
+  int64_t rows = op.resultTypes[2].shape[0];
+  // experts [tokens, top_k], i64 or i32.
+  int selectedId = op.operands[1];
+  DType selectedType = types[selectedId].dtype;
+  int64_t pairs = numElements(types[selectedId].shape);
+  int64_t topK = types[selectedId].shape.back();
+  std::vector<int64_t> selected(pairs);
+  if (selectedType == DType::I64) {
+    cudaMemcpyAsync(selected.data(), device[selectedId],
+                    pairs * sizeof(int64_t), cudaMemcpyDeviceToHost, stream);
+  } else {
+    std::vector<int32_t> narrow(pairs);
+    cudaMemcpyAsync(narrow.data(), device[selectedId], pairs * sizeof(int32_t),
+                    cudaMemcpyDeviceToHost, stream);
+    cudaStreamSynchronize(stream);
+    selected.assign(narrow.begin(), narrow.end());
+  }
+  if (cudaError_t error = cudaStreamSynchronize(stream); error != cudaSuccess)
+    return Status::error(cudaText(error));
+  std::vector<int64_t> counts, sources;
+  if (Status status = detail::planDispatch("dispatch", selected, numExperts,
+                                           capacity, counts, sources);
+      !status)
+    return status;
+  if (static_cast<int64_t>(sources.size()) != rows)
+    return Status::error("the program declares " + std::to_string(rows) +
+                         " rows; the selection gives " +
+                         std::to_string(sources.size()));
+  hostIndices[op.results[1]] = counts;
+  hostIndices[op.results[2]] = sources;
+  std::vector<int64_t> &keptCounts = hostIndices[op.results[1]];
+  std::vector<int64_t> &keptSources = hostIndices[op.results[2]];
+  cudaMemcpyAsync(device[op.results[1]], keptCounts.data(),
+                  keptCounts.size() * sizeof(int64_t), cudaMemcpyHostToDevice,
+                  stream);
+  cudaMemcpyAsync(device[op.results[2]], keptSources.data(),
+                  keptSources.size() * sizeof(int64_t), cudaMemcpyHostToDevice,
+                  stream);
+  return permuteRows(static_cast<const float *>(device[op.operands[0]]),
+                     static_cast<const int64_t *>(device[op.results[2]]), rows,
+                     hidden, topK, static_cast<float *>(device[op.results[0]]),
+                     stream);
+}
+
+Status CudaExecutor::State::runExpertFFN(size_t index) {
+  const Operation &op = program.operations[index];
+  auto counts = hostIndices.find(op.operands[1]);
+  if (counts == hostIndices.end())
+    return Status::error("its counts do not come from a dispatch on this "
+                         "GPU");
+  const ValueType &result = op.resultTypes[0];
+  int64_t rows = result.shape[0], hidden = result.shape[1];
+  // up: [E, H, F].
+  int upId = op.operands[3];
+  int64_t ffn = types[upId].shape.back();
+  ExpertBuffers &buffers = expertBuffers[index];
+  if (!buffers.first) {
+    void *first = nullptr, *second = nullptr;
+    if (Status status = allocate(rows * ffn * sizeof(float), first); !status)
+      return status;
+    if (Status status = allocate(rows * ffn * sizeof(float), second); !status)
+      return status;
+    buffers.first = static_cast<float *>(first);
+    buffers.second = static_cast<float *>(second);
+  }
+  const void *input = device[op.operands[0]];
+  std::string activation = op.attrs.getString("activation");
+  bool gated = op.operands[2] >= 0;
+  if (gated) {
+    if (Status status =
+            expertGemm.run(DType::F32, input, counts->second, hidden, ffn,
+                           device[op.operands[2]], buffers.first);
+        !status)
+      return status;
+    if (Status status =
+            expertGemm.run(DType::F32, input, counts->second, hidden, ffn,
+                           device[upId], buffers.second);
+        !status)
+      return status;
+  } else if (Status status =
+                 expertGemm.run(DType::F32, input, counts->second, hidden, ffn,
+                                device[upId], buffers.first);
+             !status) {
+    return status;
+  }
+  if (Status status =
+          activate(activation, buffers.first, gated ? buffers.second : nullptr,
+                   rows * ffn, stream);
+      !status)
+    return status;
+  return expertGemm.run(DType::F32, buffers.first, counts->second, ffn, hidden,
+                        device[op.operands[4]], device[op.results[0]]);
+}
+
+Status CudaExecutor::State::runCombine(size_t index) {
+  const Operation &op = program.operations[index];
+  auto sources = hostIndices.find(op.operands[1]);
+  if (sources == hostIndices.end())
+    return Status::error("its sources do not come from a dispatch on this "
+                         "GPU");
+  const ValueType &result = op.resultTypes[0];
+  int64_t tokens = result.shape[0], hidden = result.shape[1];
+  int64_t pairs = numElements(types[op.operands[2]].shape);
+  if (tokens == 0 || pairs % tokens != 0)
+    return Status::error("the routing weights do not hold top_k per token");
+  std::vector<int64_t> rows;
+  if (Status status = invertDispatchOrder(sources->second, pairs, rows);
+      !status)
+    return status;
+  int64_t *&deviceRows = rowOfPair[index];
+  if (!deviceRows) {
+    void *pointer = nullptr;
+    if (Status status = allocate(pairs * sizeof(int64_t), pointer); !status)
+      return status;
+    deviceRows = static_cast<int64_t *>(pointer);
+  }
+  cudaMemcpyAsync(deviceRows, rows.data(), pairs * sizeof(int64_t),
+                  cudaMemcpyHostToDevice, stream);
+  // The host array must outlive the copy.
+  if (cudaError_t error = cudaStreamSynchronize(stream); error != cudaSuccess)
+    return Status::error(cudaText(error));
+  return unpermuteCombine(static_cast<const float *>(device[op.operands[0]]),
+                          deviceRows,
+                          static_cast<const float *>(device[op.operands[2]]),
+                          tokens, pairs / tokens, hidden,
+                          static_cast<float *>(device[op.results[0]]), stream);
+}
+
+Status CudaExecutor::run(const std::vector<Tensor> &inputs,
+                         std::vector<Tensor> &outputs) {
+  State &s = *state_;
+  const Program &p = s.program;
+  if (inputs.size() != p.inputs.size())
+    return Status::error("expected " + std::to_string(p.inputs.size()) +
+                         " inputs, got " + std::to_string(inputs.size()));
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const InputDecl &input = p.inputs[i];
+    if (inputs[i].dtype() != input.type.dtype ||
+        inputs[i].shape() != input.type.shape)
+      return Status::error(
+          "input '" + input.name + "' is " + dtypeName(inputs[i].dtype()) +
+          " " + formatShape(inputs[i].shape()) + "; expected " +
+          dtypeName(input.type.dtype) + " " + formatShape(input.type.shape));
+    if (cudaError_t error = cudaMemcpyAsync(
+            s.device[input.id], inputs[i].data(), inputs[i].sizeInBytes(),
+            cudaMemcpyHostToDevice, s.stream);
+        error != cudaSuccess)
+      return Status::error("uploading input '" + input.name +
+                           "': " + cudaText(error));
+  }
+  for (size_t i = 0; i < p.operations.size(); ++i) {
+    const Operation &op = p.operations[i];
+    if (!op.results.empty() && s.isStatic[op.results.front()])
+      continue;
+    if (Status status = s.runOperation(i); !status)
+      return status;
+  }
+  outputs.clear();
+  for (const OutputDecl &output : p.outputs) {
+    const ValueType &type = s.types[output.id];
+    Tensor tensor(type.dtype, type.shape);
+    if (cudaError_t error = cudaMemcpyAsync(tensor.data(), s.device[output.id],
+                                            tensor.sizeInBytes(),
+                                            cudaMemcpyDeviceToHost, s.stream);
+        error != cudaSuccess)
+      return Status::error("downloading output '" + output.name +
+                           "': " + cudaText(error));
+    outputs.push_back(std::move(tensor));
+  }
+  if (cudaError_t error = cudaStreamSynchronize(s.stream); error != cudaSuccess)
+    return Status::error("running the program: " + cudaText(error));
+  return Status::success();
+}
+
+} // namespace moe::rt::cuda

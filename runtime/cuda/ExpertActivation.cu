@@ -1,0 +1,82 @@
+//===- ExpertActivation.cu - the experts' activation on the GPU -----------===//
+//
+// Part of moe-compiler's runtime (CUDA backend).
+//
+// Between an expert's two GEMMs: one element-wise pass over the
+// intermediate rows, bandwidth bound like the permute kernels.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Runtime/CudaExpertGemm.h"
+
+#include <cuda_runtime.h>
+
+namespace moe::rt::cuda {
+namespace {
+
+enum class Kind { Relu, Gelu, GeluTanh, Silu, Identity, SwiGLU };
+
+__global__ void activateKernel(float *values, const float *up, int64_t n,
+                               Kind kind) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+       i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float x = values[i];
+    switch (kind) {
+    case Kind::Relu:
+      x = fmaxf(x, 0.0f);
+      break;
+    case Kind::Gelu:
+      x = 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+      break;
+    case Kind::GeluTanh:
+      x = 0.5f * x *
+          (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+      break;
+    case Kind::Silu:
+      x = x / (1.0f + expf(-x));
+      break;
+    case Kind::Identity:
+      break;
+    case Kind::SwiGLU:
+      x = x / (1.0f + expf(-x)) * up[i];
+      break;
+    }
+    values[i] = x;
+  }
+}
+
+} // namespace
+
+Status activate(const std::string &activation, float *values, const float *up,
+                int64_t n, void *stream) {
+  Kind kind;
+  if (activation == "relu")
+    kind = Kind::Relu;
+  else if (activation == "gelu")
+    kind = Kind::Gelu;
+  else if (activation == "gelu_tanh")
+    kind = Kind::GeluTanh;
+  else if (activation == "silu")
+    kind = Kind::Silu;
+  else if (activation == "identity")
+    kind = Kind::Identity;
+  else if (activation == "swiglu" && up)
+    kind = Kind::SwiGLU;
+  else
+    return Status::error(
+        "expert_ffn: activation '" + activation +
+        "' is not supported by the CUDA backend" +
+        (activation == "swiglu" ? " without a gate weight" : ""));
+  if (n <= 0)
+    return Status::success();
+  int threads = 256;
+  int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65535);
+  activateKernel<<<static_cast<unsigned>(blocks), threads, 0,
+                   static_cast<cudaStream_t>(stream)>>>(values, up, n, kind);
+  if (cudaError_t error = cudaGetLastError(); error != cudaSuccess)
+    return Status::error(std::string("expert_ffn: activation kernel: ") +
+                         cudaGetErrorString(error));
+  return Status::success();
+}
+
+} // namespace moe::rt::cuda
