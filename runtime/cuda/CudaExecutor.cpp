@@ -63,6 +63,10 @@ struct CudaExecutor::State {
   std::map<int, std::vector<int64_t>> hostIndices;
   /// Per combine op: the device array of each pair's row.
   std::map<size_t, int64_t *> rowOfPair;
+  /// Per expert_ffn op: the device array of its experts' row offsets.
+  std::map<size_t, int64_t *> expertOffsets;
+  /// Host copies of the static values, while they are computed at load.
+  std::vector<Tensor> host;
 
   ~State();
   Status fail(const Operation &op, const std::string &message) const {
@@ -83,8 +87,31 @@ struct CudaExecutor::State {
   Status runMatmul(const Operation &op);
   Status runDispatch(const Operation &op);
   Status runExpertFFN(size_t index);
+  Status runFFN(size_t index);
+  Status runStaticOnHost(size_t index);
   Status runCombine(size_t index);
 };
+
+namespace {
+
+/// Which values depend on constants and weights alone.
+std::vector<bool> staticValues(const Program &program) {
+  std::vector<bool> isStatic(program.numValues, false);
+  for (const ConstDecl &constant : program.constants)
+    isStatic[constant.id] = true;
+  for (const WeightDecl &weight : program.weights)
+    isStatic[weight.id] = true;
+  for (const Operation &op : program.operations) {
+    bool allStatic = !op.operands.empty();
+    for (int operand : op.operands)
+      allStatic = allStatic && (operand < 0 || isStatic[operand]);
+    for (int result : op.results)
+      isStatic[result] = allStatic;
+  }
+  return isStatic;
+}
+
+} // namespace
 
 Status checkCudaSupport(const Program &program) {
   if (!program.grids.empty())
@@ -103,7 +130,14 @@ Status checkCudaSupport(const Program &program) {
   for (const Operation &op : program.operations)
     for (size_t r = 0; r < op.results.size(); ++r)
       types[op.results[r]] = op.resultTypes[r];
+  std::vector<bool> isStatic = staticValues(program);
   for (const Operation &op : program.operations) {
+    // What depends on weights alone runs once at load, through the CPU
+    // kernels where it is not a launch (weight dequantisation, layout
+    // changes).
+    if (!op.results.empty() && isStatic[op.results.front()] &&
+        (op.op == "launch" || findKernel(op.op)))
+      continue;
     auto refuse = [&](const std::string &why) {
       return Status::error("line " + std::to_string(op.line) + " (" + op.op +
                            "): " + why);
@@ -113,6 +147,20 @@ Status checkCudaSupport(const Program &program) {
     };
     if (op.op == "launch" || op.op == "reshape" || op.op == "combine")
       continue;
+    if (op.op == "ffn") {
+      // input, gate, up, down, gate_bias, up_bias, down_bias
+      for (size_t i = 0; i < op.operands.size(); ++i)
+        if (op.operands[i] >= 0 && dtypeOf(i) != DType::F32)
+          return refuse("only f32 dense FFNs run on the CUDA backend yet");
+      bool gated = op.operands[1] >= 0;
+      std::string activation = op.attrs.getString("activation");
+      if (gated != (activation == "swiglu"))
+        return refuse("activation '" + activation +
+                      (gated ? "' with" : "' without") +
+                      " a gate weight is not supported by the CUDA backend "
+                      "yet");
+      continue;
+    }
     if (op.op == "matmul") {
       const Shape &lhs = types[op.operands[0]].shape;
       const Shape &rhs = types[op.operands[1]].shape;
@@ -136,17 +184,12 @@ Status checkCudaSupport(const Program &program) {
       continue;
     }
     if (op.op == "expert_ffn") {
-      // rows, counts, gate, up, down, gate_bias, up_bias, down_bias
-      for (int bias : {5, 6, 7})
-        if (op.operands.size() > static_cast<size_t>(bias) &&
-            op.operands[bias] >= 0)
-          return refuse("expert biases are not supported by the CUDA "
-                        "backend yet");
       if (op.attrs.has("capacity"))
         return refuse("capacity mode is not supported by the CUDA backend "
                       "yet");
-      if (op.resultTypes[0].dtype != DType::F32 || dtypeOf(3) != DType::F32)
-        return refuse("only f32 experts run on the CUDA backend yet");
+      for (size_t i = 0; i < op.operands.size(); ++i)
+        if (i != 1 && op.operands[i] >= 0 && dtypeOf(i) != DType::F32)
+          return refuse("only f32 experts run on the CUDA backend yet");
       bool gated = op.operands[2] >= 0;
       std::string activation = op.attrs.getString("activation");
       if (gated != (activation == "swiglu"))
@@ -231,7 +274,8 @@ Status CudaExecutor::create(Program program,
   }
 
   // Constants and weights, uploaded once.
-  std::vector<Tensor> host(p.numValues);
+  std::vector<Tensor> &host = s.host;
+  host.resize(p.numValues);
   if (Status status = loadStaticValues(p, programDirectory, host); !status)
     return status;
   s.device.assign(p.numValues, nullptr);
@@ -266,7 +310,6 @@ Status CudaExecutor::create(Program program,
   for (const WeightDecl &weight : p.weights)
     if (Status status = upload(weight.id); !status)
       return status;
-  host.clear();
   for (const InputDecl &input : p.inputs)
     if (Status status = s.allocate(numElements(input.type.shape) *
                                        dtypeSize(input.type.dtype),
@@ -350,15 +393,30 @@ Status CudaExecutor::create(Program program,
     }
   }
 
-  // The static operations run now, once.
+  // The static operations run now, once: launches on the GPU (their
+  // results copied back, for static operations after them), the others
+  // through the CPU kernels (their results uploaded).
   for (size_t i = 0; i < count; ++i) {
     const Operation &op = p.operations[i];
-    if (!op.results.empty() && s.isStatic[op.results.front()])
-      if (Status status = s.runOperation(i); !status)
-        return status;
+    if (op.results.empty() || !s.isStatic[op.results.front()])
+      continue;
+    Status status =
+        op.op == "launch" ? s.runOperation(i) : s.runStaticOnHost(i);
+    if (!status)
+      return status;
+    for (size_t r = 0; r < op.results.size() && op.op == "launch"; ++r) {
+      int id = op.results[r];
+      host[id] = Tensor(op.resultTypes[r].dtype, op.resultTypes[r].shape);
+      if (cudaError_t error =
+              cudaMemcpy(host[id].data(), s.device[id], host[id].sizeInBytes(),
+                         cudaMemcpyDeviceToHost);
+          error != cudaSuccess)
+        return s.fail(op, "copying a static result back: " + cudaText(error));
+    }
   }
   if (cudaError_t error = cudaStreamSynchronize(s.stream); error != cudaSuccess)
     return Status::error("running the static operations: " + cudaText(error));
+  host.clear();
   return Status::success();
 }
 
@@ -374,6 +432,10 @@ Status CudaExecutor::State::prepare(size_t index) {
     if (!error.empty())
       return fail(op, error);
     for (KernelLaunch &launch : parsed) {
+      if (launch.module.empty()) {
+        launches[index].push_back({std::move(launch), nullptr});
+        continue;
+      }
       auto module = modules.find(launch.module);
       if (module == modules.end())
         return fail(op, "launches '" + launch.kernel + "' of gpu-module '" +
@@ -389,6 +451,100 @@ Status CudaExecutor::State::prepare(size_t index) {
     return Status::success();
   }
   return Status::success();
+}
+
+/// A weight-only operation through its CPU kernel, its results uploaded.
+Status CudaExecutor::State::runStaticOnHost(size_t index) {
+  const Operation &op = program.operations[index];
+  KernelFn kernel = findKernel(op.op);
+  std::vector<const Tensor *> operands;
+  for (int operand : op.operands)
+    operands.push_back(operand >= 0 ? &host[operand] : nullptr);
+  std::vector<Tensor *> results;
+  for (size_t r = 0; r < op.results.size(); ++r) {
+    host[op.results[r]] =
+        Tensor(op.resultTypes[r].dtype, op.resultTypes[r].shape);
+    results.push_back(&host[op.results[r]]);
+  }
+  KernelContext context;
+  if (Status status = kernel(op.attrs, operands, results, context); !status)
+    return fail(op, status.message);
+  for (int result : op.results)
+    if (cudaError_t error =
+            cudaMemcpy(device[result], host[result].data(),
+                       host[result].sizeInBytes(), cudaMemcpyHostToDevice);
+        error != cudaSuccess)
+      return fail(op, "uploading its result: " + cudaText(error));
+  return Status::success();
+}
+
+/// A dense FFN (shared experts): cuBLAS products around the bias and
+/// activation kernels.
+Status CudaExecutor::State::runFFN(size_t index) {
+  const Operation &op = program.operations[index];
+  // input, gate, up, down, gate_bias, up_bias, down_bias
+  const ValueType &input = types[op.operands[0]];
+  int64_t hidden = input.shape.back();
+  int64_t rows = numElements(input.shape) / hidden;
+  int64_t ffn = types[op.operands[2]].shape.back();
+  ExpertBuffers &buffers = expertBuffers[index];
+  if (!buffers.first) {
+    void *first = nullptr, *second = nullptr;
+    if (Status status = allocate(rows * ffn * sizeof(float), first); !status)
+      return status;
+    if (Status status = allocate(rows * ffn * sizeof(float), second); !status)
+      return status;
+    buffers.first = static_cast<float *>(first);
+    buffers.second = static_cast<float *>(second);
+  }
+  const float one = 1.0f, zero = 0.0f;
+  // Row-major out[rows, n] = in[rows, k] @ w[k, n], as cuBLAS's
+  // column-major out^T = w^T in^T.
+  auto product = [&](const void *in, const void *w, float *out, int64_t k,
+                     int64_t n) -> Status {
+    if (cublasStatus_t status =
+            cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, n, rows, k, &one,
+                        static_cast<const float *>(w), n,
+                        static_cast<const float *>(in), k, &zero, out, n);
+        status != CUBLAS_STATUS_SUCCESS)
+      return Status::error(std::string("cuBLAS: ") +
+                           cublasGetStatusString(status));
+    return Status::success();
+  };
+  auto bias = [&](int operand, float *values, int64_t columns) -> Status {
+    if (op.operands[operand] < 0)
+      return Status::success();
+    return addBias(values,
+                   static_cast<const float *>(device[op.operands[operand]]),
+                   nullptr, 1, rows, columns, stream);
+  };
+  const void *x = device[op.operands[0]];
+  bool gated = op.operands[1] >= 0;
+  if (gated) {
+    if (Status status =
+            product(x, device[op.operands[1]], buffers.first, hidden, ffn);
+        !status)
+      return status;
+    if (Status status = bias(4, buffers.first, ffn); !status)
+      return status;
+  }
+  float *up = gated ? buffers.second : buffers.first;
+  if (Status status = product(x, device[op.operands[2]], up, hidden, ffn);
+      !status)
+    return status;
+  if (Status status = bias(5, up, ffn); !status)
+    return status;
+  if (Status status =
+          activate(op.attrs.getString("activation"), buffers.first,
+                   gated ? buffers.second : nullptr, rows * ffn, stream);
+      !status)
+    return status;
+  float *out = static_cast<float *>(device[op.results[0]]);
+  if (Status status =
+          product(buffers.first, device[op.operands[3]], out, ffn, hidden);
+      !status)
+    return status;
+  return bias(6, out, hidden);
 }
 
 Status CudaExecutor::State::runOperation(size_t index) {
@@ -410,6 +566,8 @@ Status CudaExecutor::State::runOperation(size_t index) {
     status = runDispatch(op);
   } else if (op.op == "expert_ffn") {
     status = runExpertFFN(index);
+  } else if (op.op == "ffn") {
+    status = runFFN(index);
   } else if (op.op == "combine") {
     status = runCombine(index);
   }
@@ -420,7 +578,27 @@ Status CudaExecutor::State::runOperation(size_t index) {
 
 Status CudaExecutor::State::runLaunch(size_t index) {
   const Operation &op = program.operations[index];
+  auto buffer = [&](const LaunchArgument &argument) -> void * {
+    switch (argument.kind) {
+    case LaunchArgument::Input:
+      return device[op.operands[argument.value]];
+    case LaunchArgument::Output:
+      return device[op.results[argument.value]];
+    case LaunchArgument::Scratch:
+      return scratch[index][argument.value];
+    default:
+      return nullptr;
+    }
+  };
   for (auto &[launch, function] : launches[index]) {
+    if (launch.module.empty()) {
+      if (cudaError_t error = cudaMemcpyAsync(
+              buffer(launch.arguments[1]), buffer(launch.arguments[0]),
+              launch.copyBytes, cudaMemcpyDeviceToDevice, stream);
+          error != cudaSuccess)
+        return Status::error("copy: " + cudaText(error));
+      continue;
+    }
     // Each parameter's value lives in `storage`; `params` points at them.
     std::vector<uint64_t> storage(launch.arguments.size());
     std::vector<void *> params(launch.arguments.size());
@@ -428,15 +606,9 @@ Status CudaExecutor::State::runLaunch(size_t index) {
       const LaunchArgument &argument = launch.arguments[a];
       switch (argument.kind) {
       case LaunchArgument::Input:
-        storage[a] =
-            reinterpret_cast<uint64_t>(device[op.operands[argument.value]]);
-        break;
       case LaunchArgument::Output:
-        storage[a] =
-            reinterpret_cast<uint64_t>(device[op.results[argument.value]]);
-        break;
       case LaunchArgument::Scratch:
-        storage[a] = reinterpret_cast<uint64_t>(scratch[index][argument.value]);
+        storage[a] = reinterpret_cast<uint64_t>(buffer(argument));
         break;
       case LaunchArgument::Int64:
         storage[a] = static_cast<uint64_t>(argument.value);
@@ -565,33 +737,72 @@ Status CudaExecutor::State::runExpertFFN(size_t index) {
     buffers.first = static_cast<float *>(first);
     buffers.second = static_cast<float *>(second);
   }
+  // rows, counts, gate, up, down, gate_bias, up_bias, down_bias
+  const std::vector<int64_t> &groups = counts->second;
+  int64_t experts = static_cast<int64_t>(groups.size());
+  bool biased = false;
+  for (int b : {5, 6, 7})
+    biased = biased || (op.operands.size() > static_cast<size_t>(b) &&
+                        op.operands[b] >= 0);
+  int64_t *&offsets = expertOffsets[index];
+  if (biased) {
+    // Each expert's first row, for the bias kernel.
+    std::vector<int64_t> starts(experts + 1, 0);
+    for (int64_t e = 0; e < experts; ++e)
+      starts[e + 1] = starts[e] + groups[e];
+    if (!offsets) {
+      void *pointer = nullptr;
+      if (Status status = allocate(starts.size() * sizeof(int64_t), pointer);
+          !status)
+        return status;
+      offsets = static_cast<int64_t *>(pointer);
+    }
+    if (cudaError_t error =
+            cudaMemcpy(offsets, starts.data(), starts.size() * sizeof(int64_t),
+                       cudaMemcpyHostToDevice);
+        error != cudaSuccess)
+      return Status::error(cudaText(error));
+  }
+  int64_t used = 0;
+  for (int64_t count : groups)
+    used += count;
+  auto bias = [&](int operand, float *values, int64_t columns) -> Status {
+    if (op.operands.size() <= static_cast<size_t>(operand) ||
+        op.operands[operand] < 0)
+      return Status::success();
+    return addBias(values,
+                   static_cast<const float *>(device[op.operands[operand]]),
+                   offsets, experts, used, columns, stream);
+  };
   const void *input = device[op.operands[0]];
   std::string activation = op.attrs.getString("activation");
   bool gated = op.operands[2] >= 0;
   if (gated) {
-    if (Status status =
-            expertGemm.run(DType::F32, input, counts->second, hidden, ffn,
-                           device[op.operands[2]], buffers.first);
+    if (Status status = expertGemm.run(DType::F32, input, groups, hidden, ffn,
+                                       device[op.operands[2]], buffers.first);
         !status)
       return status;
-    if (Status status =
-            expertGemm.run(DType::F32, input, counts->second, hidden, ffn,
-                           device[upId], buffers.second);
-        !status)
+    if (Status status = bias(5, buffers.first, ffn); !status)
       return status;
-  } else if (Status status =
-                 expertGemm.run(DType::F32, input, counts->second, hidden, ffn,
-                                device[upId], buffers.first);
-             !status) {
-    return status;
   }
+  float *up = gated ? buffers.second : buffers.first;
+  if (Status status = expertGemm.run(DType::F32, input, groups, hidden, ffn,
+                                     device[upId], up);
+      !status)
+    return status;
+  if (Status status = bias(6, up, ffn); !status)
+    return status;
   if (Status status =
           activate(activation, buffers.first, gated ? buffers.second : nullptr,
                    rows * ffn, stream);
       !status)
     return status;
-  return expertGemm.run(DType::F32, buffers.first, counts->second, ffn, hidden,
-                        device[op.operands[4]], device[op.results[0]]);
+  float *out = static_cast<float *>(device[op.results[0]]);
+  if (Status status = expertGemm.run(DType::F32, buffers.first, groups, ffn,
+                                     hidden, device[op.operands[4]], out);
+      !status)
+    return status;
+  return bias(7, out, hidden);
 }
 
 Status CudaExecutor::State::runCombine(size_t index) {

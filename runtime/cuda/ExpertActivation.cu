@@ -45,7 +45,48 @@ __global__ void activateKernel(float *values, const float *up, int64_t n,
   }
 }
 
+/// rows[r, c] += bias[c], or with `offsets` bias[e, c] for the expert e
+/// whose rows [offsets[e], offsets[e + 1]) hold r.
+__global__ void addBiasKernel(float *rows, const float *bias,
+                              const int64_t *offsets, int64_t experts,
+                              int64_t numRows, int64_t columns) {
+  for (int64_t row = blockIdx.x; row < numRows; row += gridDim.x) {
+    const float *rowBias = bias;
+    if (offsets) {
+      int64_t low = 0, high = experts - 1;
+      while (low < high) {
+        int64_t middle = (low + high + 1) / 2;
+        if (offsets[middle] <= row)
+          low = middle;
+        else
+          high = middle - 1;
+      }
+      rowBias = bias + low * columns;
+    }
+    for (int64_t c = threadIdx.x; c < columns; c += blockDim.x)
+      rows[row * columns + c] += rowBias[c];
+  }
+}
+
+Status launchStatus(const char *what) {
+  if (cudaError_t error = cudaGetLastError(); error != cudaSuccess)
+    return Status::error(std::string(what) + ": " + cudaGetErrorString(error));
+  return Status::success();
+}
+
 } // namespace
+
+Status addBias(float *rows, const float *bias, const int64_t *offsets,
+               int64_t experts, int64_t numRows, int64_t columns,
+               void *stream) {
+  if (numRows <= 0 || columns <= 0)
+    return Status::success();
+  int64_t blocks = std::min<int64_t>(numRows, 65535);
+  addBiasKernel<<<static_cast<unsigned>(blocks), 256, 0,
+                  static_cast<cudaStream_t>(stream)>>>(
+      rows, bias, offsets, experts, numRows, columns);
+  return launchStatus("bias kernel");
+}
 
 Status activate(const std::string &activation, float *values, const float *up,
                 int64_t n, void *stream) {
@@ -73,10 +114,7 @@ Status activate(const std::string &activation, float *values, const float *up,
   int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65535);
   activateKernel<<<static_cast<unsigned>(blocks), threads, 0,
                    static_cast<cudaStream_t>(stream)>>>(values, up, n, kind);
-  if (cudaError_t error = cudaGetLastError(); error != cudaSuccess)
-    return Status::error(std::string("expert_ffn: activation kernel: ") +
-                         cudaGetErrorString(error));
-  return Status::success();
+  return launchStatus("activation kernel");
 }
 
 } // namespace moe::rt::cuda

@@ -21,6 +21,14 @@ TEST(KernelLaunchTest, ParsesLaunchesAndArguments) {
       2, 1, 1, launches);
   ASSERT_EQ(error, "");
   ASSERT_EQ(launches.size(), 2u);
+  std::vector<KernelLaunch> copies;
+  ASSERT_EQ(parseKernelLaunches("copy in1 out0 36", 2, 1, 0, copies), "");
+  ASSERT_EQ(copies.size(), 1u);
+  EXPECT_TRUE(copies[0].module.empty());
+  EXPECT_EQ(copies[0].copyBytes, 36);
+  EXPECT_EQ(copies[0].arguments[0].kind, LaunchArgument::Input);
+  EXPECT_EQ(copies[0].arguments[0].value, 1);
+  EXPECT_EQ(copies[0].arguments[1].kind, LaunchArgument::Output);
   EXPECT_EQ(launches[0].module, "k3_kernel");
   EXPECT_EQ(launches[0].kernel, "k3_kernel");
   EXPECT_EQ(launches[1].module, "k3_kernel_0");
@@ -53,6 +61,9 @@ TEST(KernelLaunchTest, NamesWhatIsWrong) {
       {"m:k 1,1,1 1,1,1 out-1", "launch 0: argument 'out-1'"},
       {"m:k 1,1,1 1,1,1 f32:0x1FFFFFFFF", "argument 'f32:0x1FFFFFFFF'"},
       {"m:k 1,1,1 1,1,1 i64:x", "argument 'i64:x'"},
+      {"copy in0 out0", "launch 0: expected 'copy SRC DST BYTES'"},
+      {"copy in0 i64:3 8", "launch 0: argument 'i64:3' is not inN"},
+      {"copy in0 out0 0", "launch 0: expected 'copy SRC DST BYTES'"},
   };
   for (const Case &c : cases) {
     std::string error = parseKernelLaunches(c.text, 2, 1, 0, launches);

@@ -58,6 +58,8 @@ def main():
     for number, text in launch_ops:
         for item in text.split(";"):
             fields = item.split()
+            if fields[0] == "copy":
+                continue
             module, kernel = fields[0].split(":")
             arguments = len(fields) - 3
             if kernel not in kernels.get(module, {}):

@@ -233,6 +233,32 @@ return %w, %e : tensor<24x3xf32>, tensor<24x3xi32>""",
         [np.take_along_axis(plain, picks, axis=-1) * 2.5, picks], [1e-5, 0])
 
 
+    # DeepSeek-V3's group-limited routing: 4 groups of 4 experts, each rated
+    # by its two best choices, the best 2 groups compete for the top 3.
+    wide_router = RNG.standard_normal((32, 16)).astype(f32) * 0.5
+    choice_bias = RNG.standard_normal(16).astype(f32) * 0.2
+    plain = sigmoid(tokens @ wide_router)
+    choice = plain + choice_bias
+    grouped = choice.reshape(24, 4, 4)
+    ratings = np.sort(grouped, axis=-1)[..., -2:].sum(axis=-1)
+    _, kept = top_k(ratings, 2)
+    masked = np.full_like(choice, -np.inf)
+    for t in range(24):
+        for g in kept[t]:
+            masked[t, g * 4:(g + 1) * 4] = choice[t, g * 4:(g + 1) * 4]
+    _, picks = top_k(masked, 3)
+    chosen = np.take_along_axis(plain, picks, axis=-1)
+    yield Case(
+        "router: 4 groups of 4, best 2 groups, top-3, normalised",
+        [(tokens, "f32"), (wide_router, "f32"), (choice_bias, "f32")], """
+%w, %e = moe.router %a0, %a1 correction %a2 top_k = 3 score = sigmoid normalize
+    {num_groups = 4 : i64, top_k_groups = 2 : i64}
+    : (tensor<24x32xf32>, tensor<32x16xf32>, tensor<16xf32>)
+      -> (tensor<24x3xf32>, tensor<24x3xi64>)
+return %w, %e : tensor<24x3xf32>, tensor<24x3xi64>""",
+        [("f32", (24, 3)), ("i64", (24, 3))],
+        [chosen / chosen.sum(axis=-1, keepdims=True), picks], [1e-5, 0])
+
     # Data movement: what attention and rotary embeddings are made of.
     x = RNG.standard_normal((2, 3, 4, 5)).astype(f32)
     yield Case(
@@ -260,6 +286,13 @@ return %g, %c : tensor<6x3x2x3xf32>, tensor<2x4x9xf32>""",
         [("f32", (6, 3, 2, 3)), ("f32", (2, 4, 9))],
         [np.take(table, ids, axis=1),
          np.concatenate([-half, half, -half], axis=-1)], [0, 0])
+
+    fused = RNG.standard_normal((4, 10)).astype(f32)
+    yield Case("split 10 columns into 3 and 7", [(fused, "f32")], """
+%a, %b = moe.split %a0 axis = -1 : tensor<4x10xf32> -> tensor<4x3xf32>, tensor<4x7xf32>
+return %a, %b : tensor<4x3xf32>, tensor<4x7xf32>""",
+               [("f32", (4, 3)), ("f32", (4, 7))],
+               [fused[:, :3], fused[:, 3:]], [0, 0])
 
     values = RNG.standard_normal((3, 4, 50)).astype(f32)
     yield Case(

@@ -215,6 +215,8 @@ FailureOr<CompiledGroup> readHostSide(func::FuncOp function, size_t numInputs,
                                       std::string &why) {
   CompiledGroup compiled;
   DenseMap<Value, int64_t> scratchOf;
+  // Reshaped views of a contiguous buffer are the buffer itself.
+  DenseMap<Value, Value> viewOf;
   auto fail = [&](const Twine &message) {
     why = message.str();
     return failure();
@@ -226,6 +228,8 @@ FailureOr<CompiledGroup> readHostSide(func::FuncOp function, size_t numInputs,
     return std::nullopt;
   };
   auto describe = [&](Value value, std::string &text) -> LogicalResult {
+    while (viewOf.count(value))
+      value = viewOf.lookup(value);
     if (auto argument = dyn_cast<BlockArgument>(value)) {
       size_t number = argument.getArgNumber();
       text = number < numInputs
@@ -269,6 +273,33 @@ FailureOr<CompiledGroup> readHostSide(func::FuncOp function, size_t numInputs,
           std::max<int64_t>(1, (type.getElementTypeBitWidth() + 7) / 8);
       scratchOf[alloc.getResult()] = compiled.scratch.size();
       compiled.scratch.push_back(bytes);
+      continue;
+    }
+    if (isa<memref::ExpandShapeOp, memref::CollapseShapeOp>(op)) {
+      auto result = cast<MemRefType>(op.getResult(0).getType());
+      if (!result.getLayout().isIdentity())
+        return fail("a reshaped view has a layout");
+      viewOf[op.getResult(0)] = op.getOperand(0);
+      continue;
+    }
+    if (auto copy = dyn_cast<memref::CopyOp>(op)) {
+      // A result that is one of the group's values unchanged (two
+      // transposes that cancel, say) is a copy.
+      auto type = cast<MemRefType>(copy.getSource().getType());
+      std::string source, target;
+      if (!type.hasStaticShape() || !type.getLayout().isIdentity() ||
+          !cast<MemRefType>(copy.getTarget().getType())
+               .getLayout()
+               .isIdentity() ||
+          failed(describe(copy.getSource(), source)) ||
+          failed(describe(copy.getTarget(), target)) ||
+          source.rfind("i64:", 0) == 0 || source.rfind("f32:", 0) == 0)
+        return fail("a copy between buffers with layouts");
+      int64_t bytes =
+          type.getNumElements() *
+          std::max<int64_t>(1, (type.getElementTypeBitWidth() + 7) / 8);
+      launches.push_back(
+          llvm::formatv("copy {0} {1} {2}", source, target, bytes).str());
       continue;
     }
     auto launch = dyn_cast<gpu::LaunchFuncOp>(op);

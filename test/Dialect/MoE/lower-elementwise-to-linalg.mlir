@@ -212,19 +212,41 @@ func.func @data_movement(%x: tensor<2x3x4xf32>, %m: tensor<4xi1>)
 
 // -----
 
+// Group-limited routing: the choices viewed as [tokens, groups, size],
+// each group's two best summed, the best two groups kept, the others'
+// choices -inf before the top-k passes.
+// CHECK-LABEL: func.func @grouped_router
+// CHECK: %[[GROUPED:.*]] = tensor.expand_shape %{{.*}} {{\[}}[0], [1, 2]] output_shape [16, 4, 2] : tensor<16x8xf32> into tensor<16x4x2xf32>
+// CHECK: %[[BEST:.*]]:2 = linalg.generic {{.*}} ins(%[[GROUPED]] : tensor<16x4x2xf32>)
+// CHECK: %[[SECOND:.*]]:2 = linalg.generic {{.*}} ins(%[[GROUPED]], %[[BEST]]#0, %[[BEST]]#1 :
+// CHECK: %[[RATINGS:.*]] = linalg.generic {{.*}} ins(%[[BEST]]#0, %[[SECOND]]#0 : tensor<16x4xf32>, tensor<16x4xf32>)
+// CHECK: %[[G0:.*]]:2 = linalg.generic {{.*}} ins(%[[RATINGS]] : tensor<16x4xf32>)
+// CHECK: %[[G1:.*]]:2 = linalg.generic {{.*}} ins(%[[RATINGS]], %[[G0]]#0, %[[G0]]#1 :
+// CHECK: linalg.generic {{.*}} ins(%{{.*}}, %[[G0]]#1, %[[G1]]#1 : tensor<16x8xf32>, tensor<16xi64>, tensor<16xi64>)
+// CHECK: arith.divsi
+// CHECK: arith.constant 0xFF800000 : f32
+// CHECK: arith.select
+func.func @grouped_router(%x: tensor<16x64xf32>, %w: tensor<64x8xf32>)
+    -> (tensor<16x2xf32>, tensor<16x2xi64>) {
+  %weights, %experts = moe.router %x, %w top_k = 2 score = sigmoid normalize
+      {num_groups = 4 : i64, top_k_groups = 2 : i64}
+      : (tensor<16x64xf32>, tensor<64x8xf32>) -> (tensor<16x2xf32>, tensor<16x2xi64>)
+  return %weights, %experts : tensor<16x2xf32>, tensor<16x2xi64>
+}
+
+// -----
+
 // Left alone: dynamic shapes, integer arithmetic, rms_norm over more than
-// the last axis, softmax and top_k over another axis, grouped routing.
+// the last axis, softmax and top_k over another axis.
 // CHECK-LABEL: func.func @unchanged
 // CHECK: moe.add %arg0, %arg0 : (tensor<?x8xf32>, tensor<?x8xf32>)
 // CHECK: moe.add %arg1, %arg1 : (tensor<4xi64>, tensor<4xi64>)
 // CHECK: moe.rms_norm %arg2, %arg3 axis = 0
 // CHECK: moe.softmax %arg2 axis = 0
 // CHECK: moe.top_k %arg2 k = 1 axis = 0
-// CHECK: moe.router %arg4, %arg5 top_k = 2 score = sigmoid normalize {num_groups = 4 : i64, top_k_groups = 2 : i64}
 // CHECK-NOT: linalg
 func.func @unchanged(%d: tensor<?x8xf32>, %i: tensor<4xi64>,
-                     %x: tensor<4x8xf32>, %s: tensor<4x8xf32>,
-                     %t: tensor<16x64xf32>, %r: tensor<64x8xf32>)
+                     %x: tensor<4x8xf32>, %s: tensor<4x8xf32>)
     -> (tensor<?x8xf32>, tensor<4xi64>, tensor<4x8xf32>, tensor<4x8xf32>) {
   %0 = moe.add %d, %d : (tensor<?x8xf32>, tensor<?x8xf32>) -> tensor<?x8xf32>
   %1 = moe.add %i, %i : (tensor<4xi64>, tensor<4xi64>) -> tensor<4xi64>
@@ -233,8 +255,5 @@ func.func @unchanged(%d: tensor<?x8xf32>, %i: tensor<4xi64>,
   %3 = moe.softmax %x axis = 0 : tensor<4x8xf32>
   %v, %k = moe.top_k %x k = 1 axis = 0
       : tensor<4x8xf32> -> tensor<1x8xf32>, tensor<1x8xi64>
-  %w, %e = moe.router %t, %r top_k = 2 score = sigmoid normalize
-      {num_groups = 4 : i64, top_k_groups = 2 : i64}
-      : (tensor<16x64xf32>, tensor<64x8xf32>) -> (tensor<16x2xf32>, tensor<16x2xi64>)
   return %0, %1, %2, %3 : tensor<?x8xf32>, tensor<4xi64>, tensor<4x8xf32>, tensor<4x8xf32>
 }

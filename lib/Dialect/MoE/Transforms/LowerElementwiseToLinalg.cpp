@@ -481,10 +481,64 @@ void lowerTopK(OpBuilder &builder, TopKOp op) {
                     }));
 }
 
-/// router without expert groups: the logits (a matmul in f32, plus the
-/// bias), the scores (softmax or sigmoid), top-k selection on the scores
-/// plus the correction bias, the selected plain scores gathered, then
-/// normalised and scaled.
+/// Group-limited routing: each of `groups` equal groups of experts is rated
+/// by the sum of its two best choices, the best `keep` groups compete, and
+/// the others' choices become -inf (so top-k never picks them).
+Value maskUnselectedGroups(OpBuilder &builder, Location loc, Value choice,
+                           int64_t groups, int64_t keep) {
+  auto type = cast<RankedTensorType>(choice.getType());
+  int64_t tokens = type.getDimSize(0), experts = type.getDimSize(1);
+  int64_t size = experts / groups;
+  Type f32 = builder.getF32Type();
+  auto groupedType = RankedTensorType::get({tokens, groups, size}, f32);
+  Value grouped = tensor::ExpandShapeOp::create(
+      builder, loc, groupedType, choice,
+      SmallVector<ReassociationIndices>{{0}, {1, 2}});
+  SmallVector<Value> best, bestIndices;
+  selectTopK(builder, loc, grouped, std::min<int64_t>(2, size),
+             /*smallest=*/false, best, bestIndices);
+  auto ratingsType = RankedTensorType::get({tokens, groups}, f32);
+  Value ratings = best[0];
+  if (best.size() > 1)
+    ratings = buildElementwise(
+        builder, loc, ratingsType, {best[0], best[1]},
+        [](Body &body, ArrayRef<Value> e) { return body.add(e[0], e[1]); });
+  SmallVector<Value> kept, keptGroups;
+  selectTopK(builder, loc, ratings, keep, /*smallest=*/false, kept, keptGroups);
+  MLIRContext *context = builder.getContext();
+  SmallVector<Value> inputs{choice};
+  llvm::append_range(inputs, keptGroups);
+  SmallVector<AffineMap> maps{AffineMap::getMultiDimIdentityMap(2, context)};
+  maps.append(keptGroups.size(),
+              AffineMap::get(2, 0, getAffineDimExpr(0, context)));
+  return buildMapped(
+      builder, loc, type, inputs, maps,
+      [&](OpBuilder &b, Location bodyLoc, ArrayRef<Value> e) -> Value {
+        Value expert = arith::IndexCastOp::create(
+            b, bodyLoc, b.getI64Type(), linalg::IndexOp::create(b, bodyLoc, 1));
+        Value group = arith::DivSIOp::create(
+            b, bodyLoc, expert,
+            arith::ConstantOp::create(b, bodyLoc, b.getI64IntegerAttr(size)));
+        Value selected;
+        for (Value keptGroup : e.drop_front()) {
+          Value same = arith::CmpIOp::create(
+              b, bodyLoc, arith::CmpIPredicate::eq, group, keptGroup);
+          selected =
+              selected
+                  ? arith::OrIOp::create(b, bodyLoc, selected, same).getResult()
+                  : same;
+        }
+        Value excluded = arith::ConstantOp::create(
+            b, bodyLoc,
+            b.getF32FloatAttr(-std::numeric_limits<float>::infinity()));
+        return arith::SelectOp::create(b, bodyLoc, selected, e[0], excluded);
+      });
+}
+
+/// router: the logits (a matmul in f32, plus the bias), the scores (softmax
+/// or sigmoid), top-k selection on the scores plus the correction bias
+/// (among the best groups with expert groups), the selected plain scores
+/// gathered, then normalised and scaled.
 void lowerRouter(OpBuilder &builder, RouterOp op) {
   auto inputType = cast<RankedTensorType>(op.getInput().getType());
   auto routerType = cast<RankedTensorType>(op.getRouterWeight().getType());
@@ -525,6 +579,9 @@ void lowerRouter(OpBuilder &builder, RouterOp op) {
     choice = buildElementwise(
         builder, loc, scoresType, {scores, correction},
         [](Body &body, ArrayRef<Value> e) { return body.add(e[0], e[1]); });
+  if (int64_t groups = op.getNumGroups(); groups > 1)
+    choice =
+        maskUnselectedGroups(builder, loc, choice, groups, op.getTopKGroups());
   SmallVector<Value> picked, indices;
   selectTopK(builder, loc, choice, topK, /*smallest=*/false, picked, indices);
 
@@ -655,6 +712,31 @@ Value lowerTranspose(OpBuilder &builder, TransposeOp op) {
       [](OpBuilder &, Location, ArrayRef<Value> e) { return e[0]; });
 }
 
+/// A box of `input` as `type`: element i of each dimension d read at
+/// starts[d] + steps[d] * i, with tensor.extract (see lowerSlice).
+Value extractBox(OpBuilder &builder, Location loc, RankedTensorType type,
+                 Value input, ArrayRef<int64_t> starts,
+                 ArrayRef<int64_t> steps) {
+  return buildMapped(
+      builder, loc, type, ValueRange(ArrayRef<Value>()), {},
+      [&](OpBuilder &b, Location bodyLoc, ArrayRef<Value>) -> Value {
+        SmallVector<Value> at;
+        for (int64_t d = 0; d < type.getRank(); ++d) {
+          Value index = linalg::IndexOp::create(b, bodyLoc, d);
+          if (steps[d] != 1)
+            index = arith::MulIOp::create(
+                b, bodyLoc, index,
+                arith::ConstantIndexOp::create(b, bodyLoc, steps[d]));
+          if (starts[d] != 0)
+            index = arith::AddIOp::create(
+                b, bodyLoc, index,
+                arith::ConstantIndexOp::create(b, bodyLoc, starts[d]));
+          at.push_back(index);
+        }
+        return tensor::ExtractOp::create(b, bodyLoc, input, at);
+      });
+}
+
 /// slice with static bounds: index start + step * i along each sliced axis,
 /// the start clamped as ONNX clamps it. The input is read with
 /// tensor.extract: as an indexing map, a sliced axis with step 1 would be
@@ -674,25 +756,25 @@ Value lowerSlice(OpBuilder &builder, SliceOp op) {
                            : std::clamp<int64_t>(start, 0, size - 1);
     steps[dim] = step;
   }
-  Value input = op.getInput();
-  return buildMapped(
-      builder, op.getLoc(), type, ValueRange(ArrayRef<Value>()), {},
-      [&](OpBuilder &b, Location loc, ArrayRef<Value>) -> Value {
-        SmallVector<Value> at;
-        for (int64_t d = 0; d < type.getRank(); ++d) {
-          Value index = linalg::IndexOp::create(b, loc, d);
-          if (steps[d] != 1)
-            index = arith::MulIOp::create(
-                b, loc, index,
-                arith::ConstantIndexOp::create(b, loc, steps[d]));
-          if (starts[d] != 0)
-            index = arith::AddIOp::create(
-                b, loc, index,
-                arith::ConstantIndexOp::create(b, loc, starts[d]));
-          at.push_back(index);
-        }
-        return tensor::ExtractOp::create(b, loc, input, at);
-      });
+  return extractBox(builder, op.getLoc(), type, op.getInput(), starts, steps);
+}
+
+/// split: each result a box of the input, one after another along `axis`.
+SmallVector<Value> lowerSplit(OpBuilder &builder, SplitOp op) {
+  auto inputType = cast<RankedTensorType>(op.getInput().getType());
+  int64_t axis = op.getAxisAttr().getInt();
+  if (axis < 0)
+    axis += inputType.getRank();
+  SmallVector<Value> parts;
+  SmallVector<int64_t> starts(inputType.getRank(), 0),
+      steps(inputType.getRank(), 1);
+  for (Value result : op.getResults()) {
+    auto type = cast<RankedTensorType>(result.getType());
+    parts.push_back(
+        extractBox(builder, op.getLoc(), type, op.getInput(), starts, steps));
+    starts[axis] += type.getDimSize(axis);
+  }
+  return parts;
 }
 
 /// gather along `axis`: the result's indices dimensions read the index,
@@ -1024,7 +1106,11 @@ struct LowerElementwiseToLinalgPass
     });
     for (Operation *op : candidates) {
       OpBuilder builder(op);
-      if (auto topK = dyn_cast<TopKOp>(op)) {
+      if (auto split = dyn_cast<SplitOp>(op)) {
+        for (auto [result, part] :
+             llvm::zip_equal(split.getResults(), lowerSplit(builder, split)))
+          result.replaceAllUsesWith(part);
+      } else if (auto topK = dyn_cast<TopKOp>(op)) {
         lowerTopK(builder, topK);
       } else if (auto router = dyn_cast<RouterOp>(op)) {
         lowerRouter(builder, router);
@@ -1057,6 +1143,15 @@ struct LowerElementwiseToLinalgPass
 bool moe::lowersToLinalg(Operation *op) {
   if (lowersDataOp(op))
     return true;
+  if (auto split = dyn_cast<SplitOp>(op)) {
+    auto isStatic = [](Type type) {
+      auto tensor = dyn_cast<RankedTensorType>(type);
+      return tensor && tensor.hasStaticShape() &&
+             isScalarElement(tensor.getElementType());
+    };
+    return isStatic(split.getInput().getType()) &&
+           llvm::all_of(split.getResultTypes(), isStatic);
+  }
   auto isFloat = [](Value value) {
     return static_cast<bool>(floatTensor(value.getType()));
   };
@@ -1083,8 +1178,7 @@ bool moe::lowersToLinalg(Operation *op) {
            isLastAxis(type, topK.getAxisAttr().getInt());
   }
   if (auto router = dyn_cast<RouterOp>(op))
-    return router.getNumGroups() == 1 &&
-           cast<RankedTensorType>(router.getInput().getType()).getRank() == 2 &&
+    return cast<RankedTensorType>(router.getInput().getType()).getRank() == 2 &&
            llvm::all_of(router->getOperands(), isFloat) &&
            isFloat(router.getWeights()) && isStatic(router.getExperts());
   if (isa<NegOp, AbsOp, ExpOp, LogOp, SqrtOp, ReciprocalOp, TanhOp, ErfOp,

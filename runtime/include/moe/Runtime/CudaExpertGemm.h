@@ -57,6 +57,14 @@ private:
 Status activate(const std::string &activation, float *values, const float *up,
                 int64_t n, void *stream = nullptr);
 
+/// Adds a bias to each of `numRows` device rows of `columns` floats: the
+/// same `bias` [columns] to all, or, with `offsets` (device, experts + 1
+/// row offsets of the experts' groups), bias[e] of [experts, columns] to
+/// the rows of expert e.
+Status addBias(float *rows, const float *bias, const int64_t *offsets,
+               int64_t experts, int64_t numRows, int64_t columns,
+               void *stream = nullptr);
+
 } // namespace moe::rt::cuda
 
 #endif // MOE_RUNTIME_CUDAEXPERTGEMM_H
