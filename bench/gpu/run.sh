@@ -3,6 +3,10 @@
 # (no LLVM or MLIR needed) with the CUDA backend, runs the ctest label `gpu`
 # and the GPU benchmarks, and writes everything under $OUT:
 #   gpu-tests.txt        ctest output of the gpu label (a failure fails run.sh)
+#   gpu-e2e.json         every model of the import test set, compiled here
+#                        with --target cuda (bench/gpu/prepare-programs.sh),
+#                        run on the GPU against onnxruntime's outputs
+#                        (rtol 1e-4, atol 1e-5), with its median latency
 #   permute_bench.json   permute / unpermute bandwidth against the HBM copy
 #                        (4096 tokens; permute_bench_decode.json: 64 tokens)
 #   expert_gemm_bench.json  grouped expert GEMMs: prefill TFLOP/s against
@@ -12,8 +16,9 @@
 #   cmake.txt, build.txt the configure and build logs
 # Commit the JSON under bench/results/gpu/.
 #
-# Prepare here first: bench/gpu/fetch-deps.sh, then call the device tool with
-#   command: bash bench/gpu/run.sh   carry: [".gpu-deps"]
+# Prepare here first: bench/gpu/fetch-deps.sh and
+# bench/gpu/prepare-programs.sh, then call the device tool with
+#   command: bash bench/gpu/run.sh   carry: [".gpu-deps", ".gpu-programs"]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-build-gpu/out}
@@ -56,6 +61,43 @@ ctest --test-dir "$BUILD" -L gpu --no-tests=error --output-on-failure 2>&1 |
   tee "$OUT/gpu-tests.txt" || status=1
 if grep -q "(Skipped)" "$OUT/gpu-tests.txt"; then
   echo "run.sh: GPU tests skipped on the GPU machine" >&2
+  status=1
+fi
+
+echo "== models of the import test set on the GPU"
+if compgen -G ".gpu-programs/*/model.moe" >/dev/null; then
+  {
+    echo "["
+    first=1
+    for program in .gpu-programs/*/model.moe; do
+      dir=$(dirname "$program")
+      name=$(basename "$dir")
+      inputs=$(ls "$dir"/input.*.npy | sort -V | paste -sd, -)
+      references=$(ls "$dir"/reference.*.npy | sort -V | paste -sd, -)
+      log="$OUT/gpu-e2e-$name.txt"
+      if "$BUILD/bin/moe-run" "$program" --inputs "$inputs" \
+        --compare "$references" --rtol 1e-4 --atol 1e-5 --warmup 2 \
+        --iterations 20 >"$log" 2>&1; then
+        result=pass
+      else
+        result=fail
+        status=1
+      fi
+      p50=$(sed -n 's/^latency: p50 \([0-9.]*\) ms.*/\1/p' "$log")
+      reason=$(grep -m1 "moe-run:.*\(line\|needs\|cannot\)" "$log" |
+        sed 's/"/\\"/g' || true)
+      ((first)) || echo ","
+      first=0
+      printf '  {"model": "%s", "result": "%s", "p50_ms": %s, "note": "%s"}' \
+        "$name" "$result" "${p50:-null}" "$reason"
+      echo "$name: $result ${p50:+(p50 $p50 ms)} $reason" >&2
+    done
+    echo
+    echo "]"
+  } >"$OUT/gpu-e2e.json"
+else
+  echo "run.sh: no .gpu-programs; run bench/gpu/prepare-programs.sh here" \
+    "and carry .gpu-programs" >&2
   status=1
 fi
 
