@@ -1,0 +1,103 @@
+//===- CudaSupportTest.cpp - what the CUDA backend accepts ----------------===//
+//
+// Part of moe-compiler's runtime. Host code: runs without a GPU.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Runtime/CudaExecutor.h"
+
+#include "gtest/gtest.h"
+
+using namespace moe::rt;
+
+namespace {
+
+Program parse(const std::string &body) {
+  Program program;
+  Status status = parseProgram("moe-program 1\n" + body, "t.moe", program);
+  EXPECT_TRUE(status) << status.message;
+  return program;
+}
+
+TEST(CudaSupportTest, AcceptsWhatTheExecutorRuns) {
+  Program program =
+      parse("input 0 x f32 4x8\n"
+            "weight 1 w f32 8x8 m.onnx 0 256\n"
+            "weight 2 up f32 2x8x16 m.onnx 0 1024\n"
+            "weight 3 down f32 2x16x8 m.onnx 0 1024\n"
+            "weight 4 up_bias f32 2x16 m.onnx 0 128\n"
+            "const 5 i64 4x1 0\n"
+            "op matmul 6:f32:4x8 = 0,1\n"
+            "op reshape 7:f32:4x8 = 6\n"
+            "op dispatch 8:f32:4x8,9:i64:2,10:i64:4 = 7,5 num_experts=i:2\n"
+            "op expert_ffn 11:f32:4x8 = 8,9,-,2,3,-,4,- activation=s:relu\n"
+            "const 12 f32 4x1 1\n"
+            "op combine 13:f32:4x8 = 11,10,12\n"
+            "output 13 y\n");
+  EXPECT_FALSE(cuda::isCudaProgram(program));
+  Status status = cuda::checkCudaSupport(program);
+  EXPECT_TRUE(status) << status.message;
+}
+
+TEST(CudaSupportTest, WeightOnlyOperationsRunOnTheHostAtLoad) {
+  // A dequantisation of weights has no CUDA kernel; it runs once at load
+  // through the CPU kernel. The same op on an input would be refused.
+  Program program = parse("input 0 x f32 4x8\n"
+                          "weight 1 w f32 8x8 m.onnx 0 256\n"
+                          "op neg 2:f32:8x8 = 1\n"
+                          "op matmul 3:f32:4x8 = 0,2\n"
+                          "output 3 y\n");
+  EXPECT_TRUE(cuda::checkCudaSupport(program));
+  Program dynamic = parse("input 0 x f32 4x8\n"
+                          "op neg 1:f32:4x8 = 0\n"
+                          "output 1 y\n");
+  Status status = cuda::checkCudaSupport(dynamic);
+  ASSERT_FALSE(status);
+  EXPECT_NE(status.message.find("line 3 (neg): has no CUDA implementation"),
+            std::string::npos)
+      << status.message;
+}
+
+TEST(CudaSupportTest, NamesWhatItCannotRunYet) {
+  struct Case {
+    const char *body;
+    const char *message;
+  } cases[] = {
+      {"grid ep 2\ninput 0 x f32 4x8\nop all_gather 1:f32:8x8 = 0 grid=s:ep "
+       "gather_axis=i:0 grid_axes=a:0\noutput 1 y\n",
+       "partitioned programs (grid 'ep') do not run on the CUDA backend yet"},
+      {"input 0 x f16 4x8\ninput 1 w f16 8x8\nop matmul 2:f16:4x8 = 0,1\n"
+       "output 2 y\n",
+       "line 4 (matmul): only f32 matmul"},
+      {"input 0 x f32 2x4x8\ninput 1 w f32 1x8x8\n"
+       "op matmul 2:f32:2x4x8 = 0,1\noutput 2 y\n",
+       "broadcast leading dimensions"},
+      {"input 0 x f32 4x8\ninput 1 c i64 2\ninput 2 up f32 2x8x8\n"
+       "input 3 down f32 2x8x8\n"
+       "op expert_ffn 4:f32:4x8 = 0,1,-,2,3,-,-,- activation=s:relu "
+       "capacity=i:2\noutput 4 y\n",
+       "line 6 (expert_ffn): capacity mode"},
+      {"input 0 x f32 4x8\ninput 1 c i64 2\ninput 2 up f32 2x8x8\n"
+       "input 3 down f32 2x8x8\n"
+       "op expert_ffn 4:f32:4x8 = 0,1,-,2,3,-,-,- activation=s:swiglu\n"
+       "output 4 y\n",
+       "activation 'swiglu' without a gate weight"},
+  };
+  for (const Case &c : cases) {
+    Status status = cuda::checkCudaSupport(parse(c.body));
+    ASSERT_FALSE(status) << c.body;
+    EXPECT_NE(status.message.find(c.message), std::string::npos)
+        << status.message;
+  }
+}
+
+TEST(CudaSupportTest, LaunchesMakeACudaProgram) {
+  Program program =
+      parse("gpu-module k0 .version%208.0\ninput 0 x f32 4\n"
+            "op launch 1:f32:4 = 0 launches=s:k0%3Ak0%201%2C1%2C1%204%2C1%2C1"
+            "%20in0%20out0 scratch=a:\noutput 1 y\n");
+  EXPECT_TRUE(cuda::isCudaProgram(program));
+  EXPECT_TRUE(cuda::checkCudaSupport(program));
+}
+
+} // namespace
