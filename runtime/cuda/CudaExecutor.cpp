@@ -26,12 +26,6 @@ namespace {
 
 std::string cudaText(cudaError_t error) { return cudaGetErrorString(error); }
 
-/// An expert_ffn's intermediate rows, allocated at load.
-struct ExpertBuffers {
-  float *first = nullptr;  ///< gate (or up) products, then activated
-  float *second = nullptr; ///< up products (swiglu)
-};
-
 } // namespace
 
 struct CudaExecutor::State {
@@ -39,7 +33,7 @@ struct CudaExecutor::State {
   int deviceIndex = 0;
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
-  ExpertGemm expertGemm;
+  std::unique_ptr<ExpertGemm> expertGemm = std::make_unique<ExpertGemm>();
   /// Device pointer of each value; static values and inputs own theirs,
   /// intermediate values point into the arena.
   std::vector<void *> device;
@@ -57,13 +51,14 @@ struct CudaExecutor::State {
   /// scratch buffers' arena offsets, and expert_ffn buffers.
   std::vector<std::vector<std::pair<KernelLaunch, cudaKernel_t>>> launches;
   std::vector<std::vector<void *>> scratch;
-  std::vector<ExpertBuffers> expertBuffers;
   /// Per value: the host copy of a dispatch's counts and sources, which
   /// expert_ffn and combine read.
   std::map<int, std::vector<int64_t>> hostIndices;
   /// Per combine op: the device array of each pair's row.
   std::map<size_t, int64_t *> rowOfPair;
-  /// Per expert_ffn op: the device array of its experts' row offsets.
+  /// Per expert_ffn op: its experts' row offsets, on the host and the
+  /// device (the bias kernel's).
+  std::map<size_t, std::vector<int64_t>> hostOffsets;
   std::map<size_t, int64_t *> expertOffsets;
   /// Host copies of the static values, while they are computed at load.
   std::vector<Tensor> host;
@@ -181,6 +176,10 @@ Status checkCudaSupport(const Program &program) {
                       "yet");
       if (dtypeOf(1) != DType::I64 && dtypeOf(1) != DType::I32)
         return refuse("the selected experts must be i64 or i32");
+      if (op.resultTypes[1].dtype != DType::I64 ||
+          op.resultTypes[2].dtype != DType::I64)
+        return refuse("only i64 counts and sources are supported by the "
+                      "CUDA backend yet");
       continue;
     }
     if (op.op == "expert_ffn") {
@@ -210,6 +209,8 @@ Status checkCudaSupport(const Program &program) {
 CudaExecutor::State::~State() {
   if (stream)
     cudaStreamSynchronize(stream);
+  // The cuBLAS handles go before the stream they are bound to.
+  expertGemm.reset();
   for (void *pointer : owned)
     cudaFree(pointer);
   if (arena)
@@ -258,7 +259,7 @@ Status CudaExecutor::create(Program program,
   if (cublasCreate(&s.blas) != CUBLAS_STATUS_SUCCESS ||
       cublasSetStream(s.blas, s.stream) != CUBLAS_STATUS_SUCCESS)
     return Status::error("cannot create a cuBLAS handle");
-  if (Status status = s.expertGemm.init(s.stream); !status)
+  if (Status status = s.expertGemm->init(s.stream); !status)
     return status;
 
   // The PTX modules, compiled by the driver for this device.
@@ -322,7 +323,6 @@ Status CudaExecutor::create(Program program,
   size_t count = p.operations.size();
   s.launches.resize(count);
   s.scratch.resize(count);
-  s.expertBuffers.resize(count);
   std::vector<bool> isOutput(p.numValues, false);
   for (const OutputDecl &output : p.outputs)
     isOutput[output.id] = true;
@@ -361,14 +361,28 @@ Status CudaExecutor::create(Program program,
                          first[id], last[id]});
       owners.push_back({id, -1});
     }
+  // Scratch buffers live during their operation only: a launch's, and an
+  // FFN's intermediate rows (the gate's products, then the up
+  // projection's when gated).
   for (size_t i = 0; i < count; ++i) {
     const Operation &op = p.operations[i];
-    if (op.op != "launch")
+    if (op.results.empty() || s.isStatic[op.results.front()])
       continue;
-    const std::vector<int64_t> *sizes = op.attrs.getArray("scratch");
-    for (size_t t = 0; sizes && t < sizes->size(); ++t) {
+    std::vector<int64_t> sizes;
+    if (op.op == "launch") {
+      if (const std::vector<int64_t> *declared = op.attrs.getArray("scratch"))
+        sizes = *declared;
+    } else if (op.op == "expert_ffn" || op.op == "ffn") {
+      bool expert = op.op == "expert_ffn";
+      const ValueType &input = s.types[op.operands[0]];
+      int64_t rows = numElements(input.shape) / input.shape.back();
+      int64_t ffn = s.types[op.operands[expert ? 3 : 2]].shape.back();
+      bool gated = op.operands[expert ? 2 : 1] >= 0;
+      sizes.assign(gated ? 2 : 1, rows * ffn * int64_t(sizeof(float)));
+    }
+    for (size_t t = 0; t < sizes.size(); ++t) {
       buffers.push_back(
-          {(*sizes)[t], static_cast<int64_t>(i), static_cast<int64_t>(i)});
+          {sizes[t], static_cast<int64_t>(i), static_cast<int64_t>(i)});
       owners.push_back({static_cast<int>(i), static_cast<int>(t)});
     }
   }
@@ -469,6 +483,13 @@ Status CudaExecutor::State::runStaticOnHost(size_t index) {
   KernelContext context;
   if (Status status = kernel(op.attrs, operands, results, context); !status)
     return fail(op, status.message);
+  if (op.op == "dispatch")
+    // expert_ffn and combine read the order on the host.
+    for (int r : {1, 2}) {
+      const Tensor &indices = host[op.results[r]];
+      hostIndices[op.results[r]].assign(
+          indices.as<int64_t>(), indices.as<int64_t>() + indices.numElements());
+    }
   for (int result : op.results)
     if (cudaError_t error =
             cudaMemcpy(device[result], host[result].data(),
@@ -487,16 +508,9 @@ Status CudaExecutor::State::runFFN(size_t index) {
   int64_t hidden = input.shape.back();
   int64_t rows = numElements(input.shape) / hidden;
   int64_t ffn = types[op.operands[2]].shape.back();
-  ExpertBuffers &buffers = expertBuffers[index];
-  if (!buffers.first) {
-    void *first = nullptr, *second = nullptr;
-    if (Status status = allocate(rows * ffn * sizeof(float), first); !status)
-      return status;
-    if (Status status = allocate(rows * ffn * sizeof(float), second); !status)
-      return status;
-    buffers.first = static_cast<float *>(first);
-    buffers.second = static_cast<float *>(second);
-  }
+  float *first = static_cast<float *>(scratch[index][0]);
+  float *second =
+      op.operands[1] >= 0 ? static_cast<float *>(scratch[index][1]) : nullptr;
   const float one = 1.0f, zero = 0.0f;
   // Row-major out[rows, n] = in[rows, k] @ w[k, n], as cuBLAS's
   // column-major out^T = w^T in^T.
@@ -512,7 +526,8 @@ Status CudaExecutor::State::runFFN(size_t index) {
     return Status::success();
   };
   auto bias = [&](int operand, float *values, int64_t columns) -> Status {
-    if (op.operands[operand] < 0)
+    if (op.operands.size() <= static_cast<size_t>(operand) ||
+        op.operands[operand] < 0)
       return Status::success();
     return addBias(values,
                    static_cast<const float *>(device[op.operands[operand]]),
@@ -521,27 +536,24 @@ Status CudaExecutor::State::runFFN(size_t index) {
   const void *x = device[op.operands[0]];
   bool gated = op.operands[1] >= 0;
   if (gated) {
-    if (Status status =
-            product(x, device[op.operands[1]], buffers.first, hidden, ffn);
+    if (Status status = product(x, device[op.operands[1]], first, hidden, ffn);
         !status)
       return status;
-    if (Status status = bias(4, buffers.first, ffn); !status)
+    if (Status status = bias(4, first, ffn); !status)
       return status;
   }
-  float *up = gated ? buffers.second : buffers.first;
+  float *up = gated ? second : first;
   if (Status status = product(x, device[op.operands[2]], up, hidden, ffn);
       !status)
     return status;
   if (Status status = bias(5, up, ffn); !status)
     return status;
-  if (Status status =
-          activate(op.attrs.getString("activation"), buffers.first,
-                   gated ? buffers.second : nullptr, rows * ffn, stream);
+  if (Status status = activate(op.attrs.getString("activation"), first,
+                               gated ? second : nullptr, rows * ffn, stream);
       !status)
     return status;
   float *out = static_cast<float *>(device[op.results[0]]);
-  if (Status status =
-          product(buffers.first, device[op.operands[3]], out, ffn, hidden);
+  if (Status status = product(first, device[op.operands[3]], out, ffn, hidden);
       !status)
     return status;
   return bias(6, out, hidden);
@@ -678,19 +690,22 @@ Status CudaExecutor::State::runDispatch(const Operation &op) {
   DType selectedType = types[selectedId].dtype;
   int64_t pairs = numElements(types[selectedId].shape);
   int64_t topK = types[selectedId].shape.back();
+  // The selection comes to the host (one stream synchronisation per
+  // layer), as i64 or i32.
   std::vector<int64_t> selected(pairs);
-  if (selectedType == DType::I64) {
-    cudaMemcpyAsync(selected.data(), device[selectedId],
-                    pairs * sizeof(int64_t), cudaMemcpyDeviceToHost, stream);
-  } else {
-    std::vector<int32_t> narrow(pairs);
-    cudaMemcpyAsync(narrow.data(), device[selectedId], pairs * sizeof(int32_t),
-                    cudaMemcpyDeviceToHost, stream);
-    cudaStreamSynchronize(stream);
-    selected.assign(narrow.begin(), narrow.end());
-  }
+  std::vector<int32_t> narrow(selectedType == DType::I32 ? pairs : 0);
+  void *target = selectedType == DType::I64
+                     ? static_cast<void *>(selected.data())
+                     : static_cast<void *>(narrow.data());
+  if (cudaError_t error = cudaMemcpyAsync(target, device[selectedId],
+                                          pairs * dtypeSize(selectedType),
+                                          cudaMemcpyDeviceToHost, stream);
+      error != cudaSuccess)
+    return Status::error("reading the selected experts: " + cudaText(error));
   if (cudaError_t error = cudaStreamSynchronize(stream); error != cudaSuccess)
     return Status::error(cudaText(error));
+  if (selectedType == DType::I32)
+    selected.assign(narrow.begin(), narrow.end());
   std::vector<int64_t> counts, sources;
   if (Status status = detail::planDispatch("dispatch", selected, numExperts,
                                            capacity, counts, sources);
@@ -704,12 +719,13 @@ Status CudaExecutor::State::runDispatch(const Operation &op) {
   hostIndices[op.results[2]] = sources;
   std::vector<int64_t> &keptCounts = hostIndices[op.results[1]];
   std::vector<int64_t> &keptSources = hostIndices[op.results[2]];
-  cudaMemcpyAsync(device[op.results[1]], keptCounts.data(),
-                  keptCounts.size() * sizeof(int64_t), cudaMemcpyHostToDevice,
-                  stream);
-  cudaMemcpyAsync(device[op.results[2]], keptSources.data(),
-                  keptSources.size() * sizeof(int64_t), cudaMemcpyHostToDevice,
-                  stream);
+  for (auto [id, values] : {std::pair{op.results[1], &keptCounts},
+                            std::pair{op.results[2], &keptSources}})
+    if (cudaError_t error = cudaMemcpyAsync(device[id], values->data(),
+                                            values->size() * sizeof(int64_t),
+                                            cudaMemcpyHostToDevice, stream);
+        error != cudaSuccess)
+      return Status::error("uploading the expert order: " + cudaText(error));
   return permuteRows(static_cast<const float *>(device[op.operands[0]]),
                      static_cast<const int64_t *>(device[op.results[2]]), rows,
                      hidden, topK, static_cast<float *>(device[op.results[0]]),
@@ -727,16 +743,9 @@ Status CudaExecutor::State::runExpertFFN(size_t index) {
   // up: [E, H, F].
   int upId = op.operands[3];
   int64_t ffn = types[upId].shape.back();
-  ExpertBuffers &buffers = expertBuffers[index];
-  if (!buffers.first) {
-    void *first = nullptr, *second = nullptr;
-    if (Status status = allocate(rows * ffn * sizeof(float), first); !status)
-      return status;
-    if (Status status = allocate(rows * ffn * sizeof(float), second); !status)
-      return status;
-    buffers.first = static_cast<float *>(first);
-    buffers.second = static_cast<float *>(second);
-  }
+  float *first = static_cast<float *>(scratch[index][0]);
+  float *second =
+      op.operands[2] >= 0 ? static_cast<float *>(scratch[index][1]) : nullptr;
   // rows, counts, gate, up, down, gate_bias, up_bias, down_bias
   const std::vector<int64_t> &groups = counts->second;
   int64_t experts = static_cast<int64_t>(groups.size());
@@ -747,7 +756,9 @@ Status CudaExecutor::State::runExpertFFN(size_t index) {
   int64_t *&offsets = expertOffsets[index];
   if (biased) {
     // Each expert's first row, for the bias kernel.
-    std::vector<int64_t> starts(experts + 1, 0);
+    // Kept per operation: the copy below is asynchronous.
+    std::vector<int64_t> &starts = hostOffsets[index];
+    starts.assign(experts + 1, 0);
     for (int64_t e = 0; e < experts; ++e)
       starts[e + 1] = starts[e] + groups[e];
     if (!offsets) {
@@ -757,9 +768,9 @@ Status CudaExecutor::State::runExpertFFN(size_t index) {
         return status;
       offsets = static_cast<int64_t *>(pointer);
     }
-    if (cudaError_t error =
-            cudaMemcpy(offsets, starts.data(), starts.size() * sizeof(int64_t),
-                       cudaMemcpyHostToDevice);
+    if (cudaError_t error = cudaMemcpyAsync(offsets, starts.data(),
+                                            starts.size() * sizeof(int64_t),
+                                            cudaMemcpyHostToDevice, stream);
         error != cudaSuccess)
       return Status::error(cudaText(error));
   }
@@ -778,28 +789,27 @@ Status CudaExecutor::State::runExpertFFN(size_t index) {
   std::string activation = op.attrs.getString("activation");
   bool gated = op.operands[2] >= 0;
   if (gated) {
-    if (Status status = expertGemm.run(DType::F32, input, groups, hidden, ffn,
-                                       device[op.operands[2]], buffers.first);
+    if (Status status = expertGemm->run(DType::F32, input, groups, hidden, ffn,
+                                        device[op.operands[2]], first);
         !status)
       return status;
-    if (Status status = bias(5, buffers.first, ffn); !status)
+    if (Status status = bias(5, first, ffn); !status)
       return status;
   }
-  float *up = gated ? buffers.second : buffers.first;
-  if (Status status = expertGemm.run(DType::F32, input, groups, hidden, ffn,
-                                     device[upId], up);
+  float *up = gated ? second : first;
+  if (Status status = expertGemm->run(DType::F32, input, groups, hidden, ffn,
+                                      device[upId], up);
       !status)
     return status;
   if (Status status = bias(6, up, ffn); !status)
     return status;
-  if (Status status =
-          activate(activation, buffers.first, gated ? buffers.second : nullptr,
-                   rows * ffn, stream);
+  if (Status status = activate(activation, first, gated ? second : nullptr,
+                               rows * ffn, stream);
       !status)
     return status;
   float *out = static_cast<float *>(device[op.results[0]]);
-  if (Status status = expertGemm.run(DType::F32, buffers.first, groups, ffn,
-                                     hidden, device[op.operands[4]], out);
+  if (Status status = expertGemm->run(DType::F32, first, groups, ffn, hidden,
+                                      device[op.operands[4]], out);
       !status)
     return status;
   return bias(7, out, hidden);
@@ -827,8 +837,11 @@ Status CudaExecutor::State::runCombine(size_t index) {
       return status;
     deviceRows = static_cast<int64_t *>(pointer);
   }
-  cudaMemcpyAsync(deviceRows, rows.data(), pairs * sizeof(int64_t),
-                  cudaMemcpyHostToDevice, stream);
+  if (cudaError_t error =
+          cudaMemcpyAsync(deviceRows, rows.data(), pairs * sizeof(int64_t),
+                          cudaMemcpyHostToDevice, stream);
+      error != cudaSuccess)
+    return Status::error("uploading the rows of the pairs: " + cudaText(error));
   // The host array must outlive the copy.
   if (cudaError_t error = cudaStreamSynchronize(stream); error != cudaSuccess)
     return Status::error(cudaText(error));
@@ -843,6 +856,10 @@ Status CudaExecutor::run(const std::vector<Tensor> &inputs,
                          std::vector<Tensor> &outputs) {
   State &s = *state_;
   const Program &p = s.program;
+  if (cudaError_t error = cudaSetDevice(s.deviceIndex); error != cudaSuccess)
+    return Status::error("cannot use CUDA device " +
+                         std::to_string(s.deviceIndex) + ": " +
+                         cudaText(error));
   if (inputs.size() != p.inputs.size())
     return Status::error("expected " + std::to_string(p.inputs.size()) +
                          " inputs, got " + std::to_string(inputs.size()));

@@ -402,6 +402,11 @@ LogicalResult moe::generateGpuKernels(ModuleOp module, func::FuncOp function,
             outputs, [](Value value) { return value.getType(); })));
     auto kernelFunction =
         func::FuncOp::create(builder, ops.front()->getLoc(), name, type);
+    // The group's operands are other operations' values: bufferisation
+    // must not write into them.
+    for (unsigned i = 0; i < kernelFunction.getNumArguments(); ++i)
+      kernelFunction.setArgAttr(i, "bufferization.writable",
+                                builder.getBoolAttr(false));
     builder.setInsertionPointToStart(kernelFunction.addEntryBlock());
     IRMapping mapping;
     for (auto [input, argument] :
