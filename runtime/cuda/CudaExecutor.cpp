@@ -81,8 +81,7 @@ struct CudaExecutor::State {
   Status runLaunch(size_t index);
   Status runMatmul(const Operation &op);
   Status runDispatch(const Operation &op);
-  Status runExpertFFN(size_t index);
-  Status runFFN(size_t index);
+  Status runFeedForward(size_t index);
   Status runStaticOnHost(size_t index);
   Status runCombine(size_t index);
 };
@@ -142,20 +141,6 @@ Status checkCudaSupport(const Program &program) {
     };
     if (op.op == "launch" || op.op == "reshape" || op.op == "combine")
       continue;
-    if (op.op == "ffn") {
-      // input, gate, up, down, gate_bias, up_bias, down_bias
-      for (size_t i = 0; i < op.operands.size(); ++i)
-        if (op.operands[i] >= 0 && dtypeOf(i) != DType::F32)
-          return refuse("only f32 dense FFNs run on the CUDA backend yet");
-      bool gated = op.operands[1] >= 0;
-      std::string activation = op.attrs.getString("activation");
-      if (gated != (activation == "swiglu"))
-        return refuse("activation '" + activation +
-                      (gated ? "' with" : "' without") +
-                      " a gate weight is not supported by the CUDA backend "
-                      "yet");
-      continue;
-    }
     if (op.op == "matmul") {
       const Shape &lhs = types[op.operands[0]].shape;
       const Shape &rhs = types[op.operands[1]].shape;
@@ -182,14 +167,18 @@ Status checkCudaSupport(const Program &program) {
                       "CUDA backend yet");
       continue;
     }
-    if (op.op == "expert_ffn") {
-      if (op.attrs.has("capacity"))
+    if (op.op == "expert_ffn" || op.op == "ffn") {
+      // expert_ffn: rows, counts, gate, ...; ffn: input, gate, ...
+      bool expert = op.op == "expert_ffn";
+      if (expert && op.attrs.has("capacity"))
         return refuse("capacity mode is not supported by the CUDA backend "
                       "yet");
       for (size_t i = 0; i < op.operands.size(); ++i)
-        if (i != 1 && op.operands[i] >= 0 && dtypeOf(i) != DType::F32)
-          return refuse("only f32 experts run on the CUDA backend yet");
-      bool gated = op.operands[2] >= 0;
+        if (!(expert && i == 1) && op.operands[i] >= 0 &&
+            dtypeOf(i) != DType::F32)
+          return refuse("only f32 feed-forward weights and activations run "
+                        "on the CUDA backend yet");
+      bool gated = op.operands[expert ? 2 : 1] >= 0;
       std::string activation = op.attrs.getString("activation");
       if (gated != (activation == "swiglu"))
         return refuse("activation '" + activation +
@@ -499,66 +488,6 @@ Status CudaExecutor::State::runStaticOnHost(size_t index) {
   return Status::success();
 }
 
-/// A dense FFN (shared experts): cuBLAS products around the bias and
-/// activation kernels.
-Status CudaExecutor::State::runFFN(size_t index) {
-  const Operation &op = program.operations[index];
-  // input, gate, up, down, gate_bias, up_bias, down_bias
-  const ValueType &input = types[op.operands[0]];
-  int64_t hidden = input.shape.back();
-  int64_t rows = numElements(input.shape) / hidden;
-  int64_t ffn = types[op.operands[2]].shape.back();
-  float *first = static_cast<float *>(scratch[index][0]);
-  float *second =
-      op.operands[1] >= 0 ? static_cast<float *>(scratch[index][1]) : nullptr;
-  const float one = 1.0f, zero = 0.0f;
-  // Row-major out[rows, n] = in[rows, k] @ w[k, n], as cuBLAS's
-  // column-major out^T = w^T in^T.
-  auto product = [&](const void *in, const void *w, float *out, int64_t k,
-                     int64_t n) -> Status {
-    if (cublasStatus_t status =
-            cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, n, rows, k, &one,
-                        static_cast<const float *>(w), n,
-                        static_cast<const float *>(in), k, &zero, out, n);
-        status != CUBLAS_STATUS_SUCCESS)
-      return Status::error(std::string("cuBLAS: ") +
-                           cublasGetStatusString(status));
-    return Status::success();
-  };
-  auto bias = [&](int operand, float *values, int64_t columns) -> Status {
-    if (op.operands.size() <= static_cast<size_t>(operand) ||
-        op.operands[operand] < 0)
-      return Status::success();
-    return addBias(values,
-                   static_cast<const float *>(device[op.operands[operand]]),
-                   nullptr, 1, rows, columns, stream);
-  };
-  const void *x = device[op.operands[0]];
-  bool gated = op.operands[1] >= 0;
-  if (gated) {
-    if (Status status = product(x, device[op.operands[1]], first, hidden, ffn);
-        !status)
-      return status;
-    if (Status status = bias(4, first, ffn); !status)
-      return status;
-  }
-  float *up = gated ? second : first;
-  if (Status status = product(x, device[op.operands[2]], up, hidden, ffn);
-      !status)
-    return status;
-  if (Status status = bias(5, up, ffn); !status)
-    return status;
-  if (Status status = activate(op.attrs.getString("activation"), first,
-                               gated ? second : nullptr, rows * ffn, stream);
-      !status)
-    return status;
-  float *out = static_cast<float *>(device[op.results[0]]);
-  if (Status status = product(first, device[op.operands[3]], out, ffn, hidden);
-      !status)
-    return status;
-  return bias(6, out, hidden);
-}
-
 Status CudaExecutor::State::runOperation(size_t index) {
   const Operation &op = program.operations[index];
   Status status;
@@ -576,10 +505,8 @@ Status CudaExecutor::State::runOperation(size_t index) {
     status = runMatmul(op);
   } else if (op.op == "dispatch") {
     status = runDispatch(op);
-  } else if (op.op == "expert_ffn") {
-    status = runExpertFFN(index);
-  } else if (op.op == "ffn") {
-    status = runFFN(index);
+  } else if (op.op == "expert_ffn" || op.op == "ffn") {
+    status = runFeedForward(index);
   } else if (op.op == "combine") {
     status = runCombine(index);
   }
@@ -732,87 +659,109 @@ Status CudaExecutor::State::runDispatch(const Operation &op) {
                      stream);
 }
 
-Status CudaExecutor::State::runExpertFFN(size_t index) {
+/// expert_ffn (grouped GEMMs over the experts' rows, per-expert biases) and
+/// ffn (a dense FFN, shared experts: cuBLAS GEMMs, one bias): the gate's
+/// and the up projection's products with their biases, the activation,
+/// then the down projection and its bias.
+Status CudaExecutor::State::runFeedForward(size_t index) {
   const Operation &op = program.operations[index];
-  auto counts = hostIndices.find(op.operands[1]);
-  if (counts == hostIndices.end())
-    return Status::error("its counts do not come from a dispatch on this "
-                         "GPU");
-  const ValueType &result = op.resultTypes[0];
-  int64_t rows = result.shape[0], hidden = result.shape[1];
-  // up: [E, H, F].
-  int upId = op.operands[3];
-  int64_t ffn = types[upId].shape.back();
+  bool expert = op.op == "expert_ffn";
+  // expert_ffn: rows, counts, gate, up, down, gate_bias, up_bias, down_bias;
+  // ffn: input, gate, up, down, gate_bias, up_bias, down_bias.
+  int shift = expert ? 1 : 0;
+  int gateOperand = 1 + shift, upOperand = 2 + shift, downOperand = 3 + shift;
+  const ValueType &input = types[op.operands[0]];
+  int64_t hidden = input.shape.back();
+  int64_t rows = numElements(input.shape) / hidden;
+  int64_t ffn = types[op.operands[upOperand]].shape.back();
+  bool gated = op.operands[gateOperand] >= 0;
   float *first = static_cast<float *>(scratch[index][0]);
-  float *second =
-      op.operands[2] >= 0 ? static_cast<float *>(scratch[index][1]) : nullptr;
-  // rows, counts, gate, up, down, gate_bias, up_bias, down_bias
-  const std::vector<int64_t> &groups = counts->second;
-  int64_t experts = static_cast<int64_t>(groups.size());
-  bool biased = false;
-  for (int b : {5, 6, 7})
-    biased = biased || (op.operands.size() > static_cast<size_t>(b) &&
-                        op.operands[b] >= 0);
-  int64_t *&offsets = expertOffsets[index];
-  if (biased) {
-    // Each expert's first row, for the bias kernel.
-    // Kept per operation: the copy below is asynchronous.
+  float *second = gated ? static_cast<float *>(scratch[index][1]) : nullptr;
+
+  const std::vector<int64_t> *groups = nullptr;
+  int64_t experts = 1, biasedRows = rows;
+  int64_t *offsets = nullptr;
+  if (expert) {
+    auto counts = hostIndices.find(op.operands[1]);
+    if (counts == hostIndices.end())
+      return Status::error("its counts do not come from a dispatch on this "
+                           "GPU");
+    groups = &counts->second;
+    experts = static_cast<int64_t>(groups->size());
+    // Each expert's first row, for the bias kernel; kept per operation,
+    // since the copy is asynchronous.
     std::vector<int64_t> &starts = hostOffsets[index];
     starts.assign(experts + 1, 0);
     for (int64_t e = 0; e < experts; ++e)
-      starts[e + 1] = starts[e] + groups[e];
-    if (!offsets) {
+      starts[e + 1] = starts[e] + (*groups)[e];
+    biasedRows = starts.back();
+    int64_t *&deviceStarts = expertOffsets[index];
+    if (!deviceStarts) {
       void *pointer = nullptr;
       if (Status status = allocate(starts.size() * sizeof(int64_t), pointer);
           !status)
         return status;
-      offsets = static_cast<int64_t *>(pointer);
+      deviceStarts = static_cast<int64_t *>(pointer);
     }
-    if (cudaError_t error = cudaMemcpyAsync(offsets, starts.data(),
+    if (cudaError_t error = cudaMemcpyAsync(deviceStarts, starts.data(),
                                             starts.size() * sizeof(int64_t),
                                             cudaMemcpyHostToDevice, stream);
         error != cudaSuccess)
       return Status::error(cudaText(error));
+    offsets = deviceStarts;
   }
-  int64_t used = 0;
-  for (int64_t count : groups)
-    used += count;
+
+  const float one = 1.0f, zero = 0.0f;
+  // out[rows, n] = in[rows, k] @ w[k, n] (row-major, so cuBLAS computes
+  // the column-major out^T = w^T in^T), or per expert group.
+  auto product = [&](const void *in, const void *w, float *out, int64_t k,
+                     int64_t n) -> Status {
+    if (expert)
+      return expertGemm->run(DType::F32, in, *groups, k, n, w, out);
+    if (cublasStatus_t status =
+            cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, n, rows, k, &one,
+                        static_cast<const float *>(w), n,
+                        static_cast<const float *>(in), k, &zero, out, n);
+        status != CUBLAS_STATUS_SUCCESS)
+      return Status::error(std::string("cuBLAS: ") +
+                           cublasGetStatusString(status));
+    return Status::success();
+  };
   auto bias = [&](int operand, float *values, int64_t columns) -> Status {
+    operand += shift;
     if (op.operands.size() <= static_cast<size_t>(operand) ||
         op.operands[operand] < 0)
       return Status::success();
     return addBias(values,
                    static_cast<const float *>(device[op.operands[operand]]),
-                   offsets, experts, used, columns, stream);
+                   offsets, experts, biasedRows, columns, stream);
   };
-  const void *input = device[op.operands[0]];
-  std::string activation = op.attrs.getString("activation");
-  bool gated = op.operands[2] >= 0;
+  const void *x = device[op.operands[0]];
   if (gated) {
-    if (Status status = expertGemm->run(DType::F32, input, groups, hidden, ffn,
-                                        device[op.operands[2]], first);
+    if (Status status =
+            product(x, device[op.operands[gateOperand]], first, hidden, ffn);
         !status)
       return status;
-    if (Status status = bias(5, first, ffn); !status)
+    if (Status status = bias(4, first, ffn); !status)
       return status;
   }
   float *up = gated ? second : first;
-  if (Status status = expertGemm->run(DType::F32, input, groups, hidden, ffn,
-                                      device[upId], up);
+  if (Status status =
+          product(x, device[op.operands[upOperand]], up, hidden, ffn);
       !status)
     return status;
-  if (Status status = bias(6, up, ffn); !status)
+  if (Status status = bias(5, up, ffn); !status)
     return status;
-  if (Status status = activate(activation, first, gated ? second : nullptr,
+  if (Status status = activate(op.attrs.getString("activation"), first, second,
                                rows * ffn, stream);
       !status)
     return status;
   float *out = static_cast<float *>(device[op.results[0]]);
-  if (Status status = expertGemm->run(DType::F32, first, groups, ffn, hidden,
-                                      device[op.operands[4]], out);
+  if (Status status =
+          product(first, device[op.operands[downOperand]], out, ffn, hidden);
       !status)
     return status;
-  return bias(7, out, hidden);
+  return bias(6, out, hidden);
 }
 
 Status CudaExecutor::State::runCombine(size_t index) {
