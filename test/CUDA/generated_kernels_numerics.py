@@ -294,6 +294,45 @@ return %a, %b : tensor<4x3xf32>, tensor<4x7xf32>""",
                [("f32", (4, 3)), ("f32", (4, 7))],
                [fused[:, :3], fused[:, 3:]], [0, 0])
 
+    # ScatterND with constant indices (DeepSeek-V3's exported RoPE writes a
+    # contiguous run of rows); a scattered pair; an add-reduction.
+    rows6 = RNG.standard_normal((6, 2, 3)).astype(f32)
+    new_rows = RNG.standard_normal((3, 2, 3)).astype(f32)
+    run = rows6.copy()
+    run[1:4] = new_rows
+    scattered = rows6.copy()
+    scattered[5], scattered[0] = new_rows[0], new_rows[1]
+    cell_updates = RNG.standard_normal((2, 3)).astype(f32)
+    added = rows6.copy()
+    added[5, 1] += cell_updates[0]
+    added[2, 0] += cell_updates[1]
+    yield Case(
+        "scatter_nd: a run of rows, scattered rows, add at pairs",
+        [(rows6, "f32"), (new_rows, "f32"), (cell_updates, "f32")], """
+%run = arith.constant dense<[[1], [2], [3]]> : tensor<3x1xi64>
+%pair = arith.constant dense<[[5], [-6]]> : tensor<2x1xi64>
+%cells = arith.constant dense<[[5, 1], [2, 0]]> : tensor<2x2xi64>
+%two = moe.slice %a1 starts = [0] ends = [2] axes = [0] steps = [1] : tensor<3x2x3xf32> -> tensor<2x2x3xf32>
+%r = moe.scatter_nd %a0[%run], %a1 : (tensor<6x2x3xf32>, tensor<3x1xi64>, tensor<3x2x3xf32>) -> tensor<6x2x3xf32>
+%s = moe.scatter_nd %a0[%pair], %two : (tensor<6x2x3xf32>, tensor<2x1xi64>, tensor<2x2x3xf32>) -> tensor<6x2x3xf32>
+%t = moe.scatter_nd %a0[%cells], %a2 reduction = add : (tensor<6x2x3xf32>, tensor<2x2xi64>, tensor<2x3xf32>) -> tensor<6x2x3xf32>
+return %r, %s, %t : tensor<6x2x3xf32>, tensor<6x2x3xf32>, tensor<6x2x3xf32>""",
+        [("f32", (6, 2, 3))] * 3, [run, scattered, added], [0, 0, 1e-6])
+
+    # A box of element tuples (the TorchScript export's RoPE halves):
+    # indices[i, j] = (i + 1, j + 2), updates [2, 3, 2] into [4, 6, 2].
+    grid = RNG.standard_normal((4, 6, 2)).astype(f32)
+    patch = RNG.standard_normal((2, 3, 2)).astype(f32)
+    boxed = grid.copy()
+    boxed[1:3, 2:5] = patch
+    tuples = [[[i + 1, j + 2] for j in range(3)] for i in range(2)]
+    yield Case(
+        "scatter_nd: a box of index tuples", [(grid, "f32"), (patch, "f32")],
+        f"""
+%box = arith.constant dense<{tuples}> : tensor<2x3x2xi64>
+%y = moe.scatter_nd %a0[%box], %a1 : (tensor<4x6x2xf32>, tensor<2x3x2xi64>, tensor<2x3x2xf32>) -> tensor<4x6x2xf32>
+return %y : tensor<4x6x2xf32>""", [("f32", (4, 6, 2))], [boxed], [0])
+
     values = RNG.standard_normal((3, 4, 50)).astype(f32)
     yield Case(
         "reduce mean over axes 0 and 2 (keep_dims), max over the last",

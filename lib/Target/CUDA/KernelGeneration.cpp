@@ -375,12 +375,22 @@ LogicalResult moe::generateGpuKernels(ModuleOp module, func::FuncOp function,
   for (SmallVector<Operation *> &ops : formGroups(block)) {
     llvm::SmallPtrSet<Operation *, 16> members(ops.begin(), ops.end());
     llvm::SetVector<Value> inputs;
+    // A scatter's constant indices are copied into the group: the lowering
+    // reads them while compiling, and the kernels do not.
+    llvm::SetVector<Operation *> constants;
     SmallVector<Value> outputs;
     for (Operation *op : ops) {
-      for (Value operand : op->getOperands()) {
-        Operation *def = operand.getDefiningOp();
-        if (!def || !members.contains(def))
-          inputs.insert(operand);
+      for (OpOperand &use : op->getOpOperands()) {
+        Operation *def = use.get().getDefiningOp();
+        if (def && members.contains(def))
+          continue;
+        auto scatter = dyn_cast<moe::ScatterNDOp>(op);
+        if (scatter && &use == &scatter.getIndicesMutable() &&
+            isa_and_nonnull<arith::ConstantOp>(def)) {
+          constants.insert(def);
+          continue;
+        }
+        inputs.insert(use.get());
       }
       for (Value result : op->getResults())
         if (llvm::any_of(result.getUsers(), [&](Operation *user) {
@@ -412,6 +422,8 @@ LogicalResult moe::generateGpuKernels(ModuleOp module, func::FuncOp function,
     for (auto [input, argument] :
          llvm::zip_equal(inputs, kernelFunction.getArguments()))
       mapping.map(input, argument);
+    for (Operation *constant : constants)
+      builder.clone(*constant, mapping);
     for (Operation *op : ops)
       builder.clone(*op, mapping);
     func::ReturnOp::create(

@@ -19,6 +19,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/Matchers.h"
 
 #include <limits>
 
@@ -961,6 +962,237 @@ Value lowerReduce(OpBuilder &builder, ReduceOp op) {
                      });
 }
 
+/// When the index tuples of a scatter_nd are its update positions shifted
+/// by one offset (indices[p] = p + offset, positions of the same rank as
+/// a tuple: the updates are a box of the data, as both DeepSeek-V3 exports
+/// write RoPE's halves): that offset; else empty.
+SmallVector<int64_t> boxOffset(ScatterNDOp op) {
+  auto indicesType = cast<RankedTensorType>(op.getIndices().getType());
+  auto data = cast<RankedTensorType>(op.getData().getType());
+  ArrayRef<int64_t> positions = indicesType.getShape().drop_back();
+  int64_t depth = indicesType.getShape().back();
+  DenseIntElementsAttr indices;
+  if (static_cast<int64_t>(positions.size()) != depth ||
+      !matchPattern(op.getIndices(), m_Constant(&indices)))
+    return {};
+  SmallVector<int64_t> values;
+  for (APInt value : indices.getValues<APInt>())
+    values.push_back(value.getSExtValue());
+  SmallVector<int64_t> offset(depth);
+  SmallVector<int64_t> coordinate(depth, 0);
+  for (size_t p = 0; p * depth < values.size(); ++p) {
+    for (int64_t d = 0; d < depth; ++d) {
+      int64_t index = values[p * depth + d];
+      if (index < 0)
+        index += data.getDimSize(d);
+      if (p == 0)
+        offset[d] = index;
+      if (index != coordinate[d] + offset[d] || offset[d] < 0 ||
+          offset[d] + positions[d] > data.getDimSize(d))
+        return {};
+    }
+    // The next position's coordinates, row-major.
+    for (int64_t d = depth - 1; d >= 0; --d) {
+      if (++coordinate[d] < positions[d])
+        break;
+      coordinate[d] = 0;
+    }
+  }
+  return offset;
+}
+
+/// When the written slots of `table` are one run [first, first + count)
+/// holding updates 0, 1, ... in order: (first, count); else (0, 0).
+std::pair<int64_t, int64_t> contiguousRun(ArrayRef<int64_t> table) {
+  int64_t first = -1, count = 0;
+  for (int64_t slot = 0; slot < static_cast<int64_t>(table.size()); ++slot) {
+    if (table[slot] < 0)
+      continue;
+    if (first < 0)
+      first = slot;
+    if (slot != first + count || table[slot] != count)
+      return {0, 0};
+    ++count;
+  }
+  return {first, count};
+}
+
+/// For scatter_nd with constant indices: which update slice each slot of
+/// `data`'s first q dimensions receives (the last writer's, as the CPU
+/// kernel writes in order), -1 for none; empty when an index is out of
+/// range, or when a reduction would combine two updates of one slot.
+std::vector<int64_t> scatterTable(ScatterNDOp op) {
+  auto data = cast<RankedTensorType>(op.getData().getType());
+  auto indicesType = cast<RankedTensorType>(op.getIndices().getType());
+  DenseIntElementsAttr indices;
+  if (!matchPattern(op.getIndices(), m_Constant(&indices)))
+    return {};
+  int64_t depth = indicesType.getShape().back();
+  int64_t slots = 1;
+  for (int64_t d = 0; d < depth; ++d)
+    slots *= data.getDimSize(d);
+  std::vector<int64_t> table(slots, -1);
+  SmallVector<int64_t> values;
+  for (APInt value : indices.getValues<APInt>())
+    values.push_back(value.getSExtValue());
+  for (size_t p = 0; p * depth < values.size(); ++p) {
+    int64_t slot = 0;
+    for (int64_t d = 0; d < depth; ++d) {
+      int64_t size = data.getDimSize(d), index = values[p * depth + d];
+      if (index < 0)
+        index += size;
+      if (index < 0 || index >= size)
+        return {};
+      slot = slot * size + index;
+    }
+    if (table[slot] >= 0 && op.getReduction() != ScatterReduction::none)
+      return {};
+    table[slot] = static_cast<int64_t>(p);
+  }
+  // The kernels compute the table's entries instead of reading it (a
+  // constant tensor would live in host memory): a contiguous run of slots
+  // is arithmetic, a few scattered slots a chain of selects.
+  if (contiguousRun(table).second == 0 && boxOffset(op).empty() &&
+      llvm::count_if(table, [](int64_t p) { return p >= 0; }) > 64)
+    return {};
+  return table;
+}
+
+/// scatter_nd with constant indices as a gather: each element of the
+/// result reads, through a table made while compiling, the update that
+/// lands on it (combined with the data element by the reduction) or the
+/// data element itself.
+Value lowerScatterND(OpBuilder &builder, ScatterNDOp op) {
+  auto type = cast<RankedTensorType>(op.getResult().getType());
+  auto indicesType = cast<RankedTensorType>(op.getIndices().getType());
+  Location loc = op.getLoc();
+  std::vector<int64_t> table = scatterTable(op);
+  int64_t depth = indicesType.getShape().back();
+  ArrayRef<int64_t> positions = indicesType.getShape().drop_back();
+  auto [first, count] = contiguousRun(table);
+  SmallVector<int64_t> box = boxOffset(op);
+  Value updates = op.getUpdates();
+  ScatterReduction reduction = op.getReduction();
+  // An update combined with the data element it lands on.
+  auto combine = [reduction](OpBuilder &b, Location loc, Value x,
+                             Value update) -> Value {
+    bool isFloat = isa<FloatType>(x.getType());
+    switch (reduction) {
+    case ScatterReduction::none:
+      return update;
+    case ScatterReduction::add:
+      return isFloat ? arith::AddFOp::create(b, loc, x, update).getResult()
+                     : arith::AddIOp::create(b, loc, x, update).getResult();
+    case ScatterReduction::mul:
+      return isFloat ? arith::MulFOp::create(b, loc, x, update).getResult()
+                     : arith::MulIOp::create(b, loc, x, update).getResult();
+    case ScatterReduction::max:
+      return isFloat ? arith::MaximumFOp::create(b, loc, x, update).getResult()
+                     : arith::MaxSIOp::create(b, loc, x, update).getResult();
+    case ScatterReduction::min:
+      return isFloat ? arith::MinimumFOp::create(b, loc, x, update).getResult()
+                     : arith::MinSIOp::create(b, loc, x, update).getResult();
+    }
+    return update;
+  };
+  SmallVector<AffineMap> maps{
+      AffineMap::getMultiDimIdentityMap(type.getRank(), builder.getContext())};
+  return buildMapped(
+      builder, loc, type, op.getData(), maps,
+      [&](OpBuilder &b, Location bodyLoc, ArrayRef<Value> e) -> Value {
+        auto index = [&](int64_t value) -> Value {
+          return arith::ConstantIndexOp::create(b, bodyLoc, value);
+        };
+        // The slot of this element's first `depth` coordinates.
+        Value slot = index(0);
+        for (int64_t d = 0; d < depth; ++d)
+          slot = arith::AddIOp::create(
+              b, bodyLoc,
+              arith::MulIOp::create(b, bodyLoc, slot,
+                                    index(type.getDimSize(d))),
+              linalg::IndexOp::create(b, bodyLoc, d));
+        if (!box.empty()) {
+          // A box: written where every coordinate lies in it, read at the
+          // coordinates less the offset.
+          Value inside;
+          SmallVector<Value> at;
+          for (int64_t d = 0; d < depth; ++d) {
+            Value local = arith::SubIOp::create(
+                b, bodyLoc, linalg::IndexOp::create(b, bodyLoc, d),
+                index(box[d]));
+            Value within = arith::AndIOp::create(
+                b, bodyLoc,
+                arith::CmpIOp::create(b, bodyLoc, arith::CmpIPredicate::sge,
+                                      local, index(0)),
+                arith::CmpIOp::create(b, bodyLoc, arith::CmpIPredicate::slt,
+                                      local, index(positions[d])));
+            inside = inside ? arith::AndIOp::create(b, bodyLoc, inside, within)
+                                  .getResult()
+                            : within;
+            // Clamped so that elements outside the box read in bounds.
+            at.push_back(arith::MinSIOp::create(
+                b, bodyLoc, arith::MaxSIOp::create(b, bodyLoc, local, index(0)),
+                index(positions[d] - 1)));
+          }
+          for (int64_t d = depth; d < type.getRank(); ++d)
+            at.push_back(linalg::IndexOp::create(b, bodyLoc, d));
+          Value update = tensor::ExtractOp::create(b, bodyLoc, updates, at);
+          return arith::SelectOp::create(
+              b, bodyLoc, inside, combine(b, bodyLoc, e[0], update), e[0]);
+        }
+        auto i64 = [&](int64_t value) -> Value {
+          return arith::ConstantOp::create(b, bodyLoc,
+                                           b.getI64IntegerAttr(value));
+        };
+        Value slot64 =
+            arith::IndexCastOp::create(b, bodyLoc, b.getI64Type(), slot);
+        Value position = i64(-1);
+        if (count > 0) {
+          Value offset = arith::SubIOp::create(b, bodyLoc, slot64, i64(first));
+          Value inside = arith::AndIOp::create(
+              b, bodyLoc,
+              arith::CmpIOp::create(b, bodyLoc, arith::CmpIPredicate::sge,
+                                    offset, i64(0)),
+              arith::CmpIOp::create(b, bodyLoc, arith::CmpIPredicate::slt,
+                                    offset, i64(count)));
+          position =
+              arith::SelectOp::create(b, bodyLoc, inside, offset, position);
+        } else {
+          for (auto [at, update] : llvm::enumerate(table)) {
+            if (update < 0)
+              continue;
+            Value here =
+                arith::CmpIOp::create(b, bodyLoc, arith::CmpIPredicate::eq,
+                                      slot64, i64(static_cast<int64_t>(at)));
+            position = arith::SelectOp::create(b, bodyLoc, here, i64(update),
+                                               position);
+          }
+        }
+        Value written = arith::CmpIOp::create(
+            b, bodyLoc, arith::CmpIPredicate::sge, position,
+            arith::ConstantOp::create(b, bodyLoc, b.getI64IntegerAttr(0)));
+        // Read update 0 where none lands, to stay in bounds.
+        Value clamped = arith::IndexCastOp::create(
+            b, bodyLoc, b.getIndexType(),
+            arith::MaxSIOp::create(
+                b, bodyLoc, position,
+                arith::ConstantOp::create(b, bodyLoc, b.getI64IntegerAttr(0))));
+        SmallVector<Value> at(positions.size());
+        for (int64_t d = static_cast<int64_t>(positions.size()) - 1; d >= 0;
+             --d) {
+          at[d] =
+              arith::RemSIOp::create(b, bodyLoc, clamped, index(positions[d]));
+          clamped =
+              arith::DivSIOp::create(b, bodyLoc, clamped, index(positions[d]));
+        }
+        for (int64_t d = depth; d < type.getRank(); ++d)
+          at.push_back(linalg::IndexOp::create(b, bodyLoc, d));
+        Value update = tensor::ExtractOp::create(b, bodyLoc, updates, at);
+        return arith::SelectOp::create(b, bodyLoc, written,
+                                       combine(b, bodyLoc, e[0], update), e[0]);
+      });
+}
+
 /// The comparison `predicate` of two elements of the same type.
 Value compareElements(OpBuilder &b, Location loc, ComparePredicate predicate,
                       Value x, Value y) {
@@ -1029,6 +1261,8 @@ Value lowerDataOp(OpBuilder &builder, Operation *op) {
     return lowerConcat(builder, concat);
   if (auto reduce = dyn_cast<ReduceOp>(op))
     return lowerReduce(builder, reduce);
+  if (auto scatter = dyn_cast<ScatterNDOp>(op))
+    return lowerScatterND(builder, scatter);
   if (isa<ExpandOp>(op))
     return buildMapped(builder, loc, type, op->getOperands(),
                        broadcastMaps(op->getOperands(), type), copy);
@@ -1071,7 +1305,8 @@ Value lowerDataOp(OpBuilder &builder, Operation *op) {
 /// Whether lowerDataOp rewrites `op`.
 bool lowersDataOp(Operation *op) {
   if (!isa<TransposeOp, SliceOp, ExpandOp, GatherOp, ConcatOp, ReduceOp,
-           WhereOp, CompareOp, CastOp, IsNaNOp, AndOp, OrOp, NotOp>(op))
+           WhereOp, CompareOp, CastOp, IsNaNOp, AndOp, OrOp, NotOp,
+           ScatterNDOp>(op))
     return false;
   RankedTensorType type = staticResult(op);
   if (!type)
@@ -1084,6 +1319,8 @@ bool lowersDataOp(Operation *op) {
   };
   if (auto compare = dyn_cast<CompareOp>(op))
     return elementType(compare.getLhs()) == elementType(compare.getRhs());
+  if (auto scatter = dyn_cast<ScatterNDOp>(op))
+    return !scatterTable(scatter).empty();
   if (auto where = dyn_cast<WhereOp>(op))
     return elementType(where.getTrueValue()) ==
            elementType(where.getFalseValue());

@@ -186,8 +186,11 @@ def LowerElementwiseToLinalgPass : Pass<"moe-lower-elementwise-to-linalg"> {
     generics too: transpose and expand (indexing maps), slice, gather and
     concat (tensor.extract at computed indices; gather clamps indices
     into the axis, since generated code cannot report a bad one), where,
-    compare, cast, is_nan, and, or, not, and float reduce over any axes
-    (kept dimensions iterated first, f32 accumulation). Anything else
+    compare, cast, is_nan, and, or, not, float reduce over any axes
+    (kept dimensions iterated first, f32 accumulation), split, and
+    scatter_nd with constant indices that form a box of the data, a run of
+    rows or a few scattered slots (read as a gather: each element computes
+    which update lands on it). Anything else
     (reshape, matmul, the other MoE ops, integer arithmetic), grouped
     routing and dynamic shapes are left as they are: they go to views,
     cuBLAS and the runtime's kernels.
