@@ -736,32 +736,28 @@ Status CudaExecutor::State::runFeedForward(size_t index) {
                    static_cast<const float *>(device[op.operands[operand]]),
                    offsets, experts, biasedRows, columns, stream);
   };
-  const void *x = device[op.operands[0]];
-  if (gated) {
-    if (Status status =
-            product(x, device[op.operands[gateOperand]], first, hidden, ffn);
+  // One projection: the product with a weight, then its bias.
+  auto project = [&](const void *in, int weight, int biasOperand, float *out,
+                     int64_t k, int64_t n) -> Status {
+    if (Status status = product(in, device[op.operands[weight]], out, k, n);
         !status)
       return status;
-    if (Status status = bias(4, first, ffn); !status)
+    return bias(biasOperand, out, n);
+  };
+  const void *x = device[op.operands[0]];
+  if (gated)
+    if (Status status = project(x, gateOperand, 4, first, hidden, ffn); !status)
       return status;
-  }
-  float *up = gated ? second : first;
   if (Status status =
-          product(x, device[op.operands[upOperand]], up, hidden, ffn);
+          project(x, upOperand, 5, gated ? second : first, hidden, ffn);
       !status)
-    return status;
-  if (Status status = bias(5, up, ffn); !status)
     return status;
   if (Status status = activate(op.attrs.getString("activation"), first, second,
                                rows * ffn, stream);
       !status)
     return status;
-  float *out = static_cast<float *>(device[op.results[0]]);
-  if (Status status =
-          product(first, device[op.operands[downOperand]], out, ffn, hidden);
-      !status)
-    return status;
-  return bias(6, out, hidden);
+  return project(first, downOperand, 6,
+                 static_cast<float *>(device[op.results[0]]), ffn, hidden);
 }
 
 Status CudaExecutor::State::runCombine(size_t index) {
