@@ -11,7 +11,8 @@ GPU to run it. The numbers come from the steps before the GPU mapping, and
 those run here: each case below is a function of moe ops on random inputs
 that goes through moe-lower-elementwise-to-linalg and the same upstream
 steps as the GPU path (element-wise fusion, bufferisation, parallel loops,
-tiles of 1 x 256 with the inner bounds check), then, where the GPU path maps
+fixed-size tiles with the inner bounds check: 1 x 256, and 256 as for loops
+over rows alone; each case runs under both), then, where the GPU path maps
 the loops onto blocks and threads, into sequential loops, LLVM and
 mlir-runner. The printed results are compared with numpy computing the
 op's definition (ONNX's for top-k, the runtime's documented routing for the
@@ -373,15 +374,19 @@ return %ne, %none, %w, %i, %f, %b
          limits != 0], [0] * 6)
 
 
+# The GPU path's tiles (moe-compile --target cuda): fixed-size, with the
+# bounds check inside, which is what a partial tile must get right. It tiles
+# row-by-column loops 1 x 256 and loops over rows alone 256; each case runs
+# under both tilings (the second tiles a 2-D loop's rows by 256).
+TILINGS = ["1,256", "256"]
+TILING = "TILING"
+
 CPU_PIPELINE = [
     "--convert-elementwise-to-linalg",
     "--linalg-fuse-elementwise-ops",
     "--one-shot-bufferize=bufferize-function-boundaries",
     "--convert-linalg-to-parallel-loops",
-    # The GPU path's tiles (generated-kernels.mlir): fixed-size, with the
-    # bounds check inside, which is what a partial tile must get right.
-    "--scf-parallel-loop-tiling=parallel-loop-tile-sizes=1,256 "
-    "no-min-max-bounds=true",
+    TILING,
     "--convert-scf-to-cf",
     "--lower-affine",
     "--expand-strided-metadata",
@@ -408,7 +413,7 @@ def printed_arrays(output):
     return arrays
 
 
-def run_case(case, tools, work):
+def run_case(case, tools, work, tiling):
     source = os.path.join(work, "case.mlir")
     linalg = os.path.join(work, "case.linalg.mlir")
     llvm = os.path.join(work, "case.llvm.mlir")
@@ -427,7 +432,10 @@ def run_case(case, tools, work):
     with open(linalg, "w", encoding="utf-8") as f:
         f.write(lowered.stdout.rstrip().removesuffix("}") + harness + "}\n")
     steps = [
-        [tools.mlir_opt, linalg, *CPU_PIPELINE, "-o", llvm],
+        [tools.mlir_opt, linalg,
+         *[f"--scf-parallel-loop-tiling=parallel-loop-tile-sizes={tiling} "
+           "no-min-max-bounds=true" if flag == TILING else flag
+           for flag in CPU_PIPELINE], "-o", llvm],
         [tools.mlir_runner, llvm, "-e", "main", "-entry-point-result=void",
          *[f"-shared-libs={lib}" for lib in tools.runner_libs.split(",")]],
     ]
@@ -454,29 +462,36 @@ def main():
         work = (os.path.join(tools.keep, str(index)) if tools.keep else
                 tempfile.mkdtemp(prefix="moe-numerics-"))
         os.makedirs(work, exist_ok=True)
-        arrays, error = run_case(case, tools, work)
-        if error is None and len(arrays) != len(case.reference):
-            error = (f"printed {len(arrays)} results, expected "
-                     f"{len(case.reference)}")
-        if error is None:
-            worst = []
+        worst = [0.0] * len(case.reference)
+        error = None
+        for tiling in TILINGS:
+            arrays, error = run_case(case, tools, work, tiling)
+            if error is None and len(arrays) != len(case.reference):
+                error = (f"printed {len(arrays)} results, expected "
+                         f"{len(case.reference)}")
+            if error is not None:
+                error = f"tiles {tiling}: {error}"
+                break
             for i, (got, want, bound) in enumerate(
                     zip(arrays, case.reference, case.tolerance)):
                 want = np.asarray(want, dtype=np.float64).ravel()
                 if got.size != want.size:
-                    error = f"result {i}: {got.size} values, expected {want.size}"
+                    error = (f"tiles {tiling}: result {i}: {got.size} "
+                             f"values, expected {want.size}")
                     break
                 # printMemref prints 6 significant digits: a relative 1e-5
                 # on top of each result's own bound.
                 excess = np.abs(got - want) - (bound + PRINT_RTOL * np.abs(want))
                 difference = np.abs(got - want).max()
-                worst.append(difference)
+                worst[i] = max(worst[i], difference)
                 if not excess.max() <= 0:
                     at = int(np.argmax(excess))
-                    error = (f"result {i}: largest error {difference:.3g} > "
-                             f"{bound:.3g} at flat index {at} (got {got[at]}, "
-                             f"numpy {want[at]})")
+                    error = (f"tiles {tiling}: result {i}: largest error "
+                             f"{difference:.3g} > {bound:.3g} at flat index "
+                             f"{at} (got {got[at]}, numpy {want[at]})")
                     break
+            if error is not None:
+                break
         if error is None:
             print(f"ok   {case.name}: largest error "
                   + ", ".join(f"{w:.2g}" for w in worst))

@@ -46,6 +46,7 @@
 #include "mlir/Dialect/MemRef/Transforms/AllocationOpInterfaceImpl.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/SCF/Transforms/Passes.h"
+#include "mlir/Dialect/SCF/Transforms/Transforms.h"
 #include "mlir/Dialect/SCF/Utils/Utils.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Tensor/Transforms/BufferizableOpInterfaceImpl.h"
@@ -151,33 +152,46 @@ void buildLoopPipeline(PassManager &pm) {
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToParallelLoopsPass());
 }
 
-/// Collapses the dimensions of each outermost parallel loop but the last
-/// into one: rows by columns, which the tiles below map onto blocks and
-/// threads whatever the tensors' rank (a third loop dimension would map
-/// onto the z axis, whose blocks hold at most 64 threads, and leave the
-/// contiguous dimension to the blocks).
-void collapseToRowsAndColumns(func::FuncOp function) {
+/// Shapes each outermost parallel loop for blocks and threads. Dimensions
+/// but the last are collapsed into one, rows by columns, whatever the
+/// tensors' rank (a third loop dimension would map onto the z axis, whose
+/// blocks hold at most 64 threads, and leave the contiguous dimension to
+/// the blocks). Then fixed-size tiles with the bounds check inside, so that
+/// every loop maps onto the GPU: a row per block and 256 columns to its
+/// threads; a loop over rows alone (the rows of a reduction, whose
+/// reduced dimension is a sequential loop inside) 256 rows per block, a
+/// row per thread.
+void tileForBlocksAndThreads(func::FuncOp function) {
   SmallVector<scf::ParallelOp> loops;
   function.walk([&](scf::ParallelOp loop) {
-    if (!loop->getParentOfType<scf::ParallelOp>() && loop.getNumLoops() > 2)
+    if (!loop->getParentOfType<scf::ParallelOp>())
       loops.push_back(loop);
   });
   IRRewriter rewriter(function.getContext());
   for (scf::ParallelOp loop : loops) {
-    std::vector<unsigned> rows(loop.getNumLoops() - 1);
-    std::iota(rows.begin(), rows.end(), 0u);
-    std::vector<unsigned> columns = {loop.getNumLoops() - 1};
-    collapseParallelLoops(rewriter, loop, {rows, columns});
+    if (loop.getNumLoops() > 2) {
+      std::vector<unsigned> rows(loop.getNumLoops() - 1);
+      std::iota(rows.begin(), rows.end(), 0u);
+      std::vector<unsigned> columns = {loop.getNumLoops() - 1};
+      collapseParallelLoops(rewriter, loop, {rows, columns});
+    }
   }
+  loops.clear();
+  function.walk([&](scf::ParallelOp loop) {
+    if (!loop->getParentOfType<scf::ParallelOp>())
+      loops.push_back(loop);
+  });
+  for (scf::ParallelOp loop : loops)
+    scf::tileParallelLoop(loop,
+                          loop.getNumLoops() == 1 ? ArrayRef<int64_t>{256}
+                                                  : ArrayRef<int64_t>{1, 256},
+                          /*noMinMaxBounds=*/true);
 }
 
-/// From parallel loops to PTX: tiles, GPU mapping, outlining and NVVM, with
+/// From tiled parallel loops to PTX: GPU mapping, outlining and NVVM, with
 /// the kernels' parameters passed as bare pointers.
 void buildKernelPipeline(PassManager &pm, const moe::GpuKernelOptions &opts) {
   OpPassManager &host = pm.nest<func::FuncOp>();
-  // Rows to blocks, 256 columns to threads; fixed-size tiles with the
-  // bounds check inside, so that every loop maps onto the GPU.
-  host.addPass(createParallelLoopTilingPass({1, 256}, /*noMinMaxBounds=*/true));
   host.addPass(createGpuMapParallelLoopsPass());
   host.addPass(createConvertParallelLoopToGpuPass());
   host.addPass(createGpuLaunchSinkIndexComputationsPass());
@@ -458,7 +472,7 @@ LogicalResult moe::generateGpuKernels(ModuleOp module, func::FuncOp function,
         });
         ran = loops.run(*scratch);
         if (succeeded(ran)) {
-          scratch->walk(collapseToRowsAndColumns);
+          scratch->walk(tileForBlocksAndThreads);
           ran = kernels.run(*scratch);
         }
       }
