@@ -26,6 +26,12 @@ namespace {
 
 std::string cudaText(cudaError_t error) { return cudaGetErrorString(error); }
 
+/// An error about operation `op`, named by its program line.
+Status operationError(const Operation &op, const std::string &message) {
+  return Status::error("line " + std::to_string(op.line) + " (" + op.op +
+                       "): " + message);
+}
+
 } // namespace
 
 struct CudaExecutor::State {
@@ -64,10 +70,6 @@ struct CudaExecutor::State {
   std::vector<Tensor> host;
 
   ~State();
-  Status fail(const Operation &op, const std::string &message) const {
-    return Status::error("line " + std::to_string(op.line) + " (" + op.op +
-                         "): " + message);
-  }
   Status allocate(size_t bytes, void *&pointer) {
     if (cudaError_t error = cudaMalloc(&pointer, std::max<size_t>(bytes, 1));
         error != cudaSuccess)
@@ -87,6 +89,21 @@ struct CudaExecutor::State {
 };
 
 namespace {
+
+/// Each value's type: inputs, weights, constants and results alike.
+std::vector<ValueType> valueTypes(const Program &program) {
+  std::vector<ValueType> types(program.numValues);
+  for (const InputDecl &input : program.inputs)
+    types[input.id] = input.type;
+  for (const WeightDecl &weight : program.weights)
+    types[weight.id] = weight.type;
+  for (const ConstDecl &constant : program.constants)
+    types[constant.id] = constant.type;
+  for (const Operation &op : program.operations)
+    for (size_t r = 0; r < op.results.size(); ++r)
+      types[op.results[r]] = op.resultTypes[r];
+  return types;
+}
 
 /// Which values depend on constants and weights alone.
 std::vector<bool> staticValues(const Program &program) {
@@ -114,16 +131,7 @@ Status checkCudaSupport(const Program &program) {
                          "') do not run on the CUDA backend yet: its "
                          "executor has no NCCL collectives; compile without "
                          "--machine for one GPU");
-  std::vector<ValueType> types(program.numValues);
-  for (const InputDecl &input : program.inputs)
-    types[input.id] = input.type;
-  for (const WeightDecl &weight : program.weights)
-    types[weight.id] = weight.type;
-  for (const ConstDecl &constant : program.constants)
-    types[constant.id] = constant.type;
-  for (const Operation &op : program.operations)
-    for (size_t r = 0; r < op.results.size(); ++r)
-      types[op.results[r]] = op.resultTypes[r];
+  std::vector<ValueType> types = valueTypes(program);
   std::vector<bool> isStatic = staticValues(program);
   for (const Operation &op : program.operations) {
     // What depends on weights alone runs once at load, through the CPU
@@ -133,8 +141,7 @@ Status checkCudaSupport(const Program &program) {
         (op.op == "launch" || findKernel(op.op)))
       continue;
     auto refuse = [&](const std::string &why) {
-      return Status::error("line " + std::to_string(op.line) + " (" + op.op +
-                           "): " + why);
+      return operationError(op, why);
     };
     auto dtypeOf = [&](size_t operand) {
       return types[op.operands[operand]].dtype;
@@ -234,6 +241,7 @@ Status CudaExecutor::create(Program program,
   s.program = std::move(program);
   s.deviceIndex = device;
   const Program &p = s.program;
+  // What the backend cannot run is named first: that needs no GPU.
   if (Status status = checkCudaSupport(p); !status)
     return status;
   if (std::string why; !deviceAvailable(why))
@@ -269,23 +277,13 @@ Status CudaExecutor::create(Program program,
   if (Status status = loadStaticValues(p, programDirectory, host); !status)
     return status;
   s.device.assign(p.numValues, nullptr);
-  s.isStatic.assign(p.numValues, false);
-  s.types.resize(p.numValues);
-  for (const InputDecl &input : p.inputs)
-    s.types[input.id] = input.type;
-  for (const WeightDecl &weight : p.weights)
-    s.types[weight.id] = weight.type;
-  for (const ConstDecl &constant : p.constants)
-    s.types[constant.id] = constant.type;
-  for (const Operation &op : p.operations)
-    for (size_t r = 0; r < op.results.size(); ++r)
-      s.types[op.results[r]] = op.resultTypes[r];
+  s.isStatic = staticValues(p);
+  s.types = valueTypes(p);
   auto upload = [&](int id) -> Status {
     const Tensor &tensor = host[id];
     if (Status status = s.allocate(tensor.sizeInBytes(), s.device[id]); !status)
       return status;
     s.weightBytes += tensor.sizeInBytes();
-    s.isStatic[id] = true;
     if (cudaError_t error =
             cudaMemcpy(s.device[id], tensor.data(), tensor.sizeInBytes(),
                        cudaMemcpyHostToDevice);
@@ -322,20 +320,15 @@ Status CudaExecutor::create(Program program,
     const Operation &op = p.operations[i];
     if (Status status = s.prepare(i); !status)
       return status;
-    bool allStatic = !op.operands.empty();
-    for (int operand : op.operands) {
-      if (operand < 0)
-        continue;
-      allStatic = allStatic && s.isStatic[operand];
-      last[operand] = static_cast<int64_t>(i);
-    }
+    for (int operand : op.operands)
+      if (operand >= 0)
+        last[operand] = static_cast<int64_t>(i);
     for (size_t r = 0; r < op.results.size(); ++r) {
       int id = op.results[r];
       int64_t bytes = numElements(op.resultTypes[r].shape) *
                       dtypeSize(op.resultTypes[r].dtype);
-      s.isStatic[id] = allStatic;
       first[id] = last[id] = static_cast<int64_t>(i);
-      if (allStatic || isOutput[id]) {
+      if (s.isStatic[id] || isOutput[id]) {
         if (Status status = s.allocate(bytes, s.device[id]); !status)
           return status;
       }
@@ -414,7 +407,8 @@ Status CudaExecutor::create(Program program,
               cudaMemcpy(host[id].data(), s.device[id], host[id].sizeInBytes(),
                          cudaMemcpyDeviceToHost);
           error != cudaSuccess)
-        return s.fail(op, "copying a static result back: " + cudaText(error));
+        return operationError(op, "copying a static result back: " +
+                                      cudaText(error));
     }
   }
   if (cudaError_t error = cudaStreamSynchronize(s.stream); error != cudaSuccess)
@@ -433,7 +427,7 @@ Status CudaExecutor::State::prepare(size_t index) {
         op.attrs.getString("launches"), op.operands.size(), op.results.size(),
         sizes ? sizes->size() : 0, parsed);
     if (!error.empty())
-      return fail(op, error);
+      return operationError(op, error);
     for (KernelLaunch &launch : parsed) {
       if (launch.module.empty()) {
         launches[index].push_back({std::move(launch), nullptr});
@@ -441,14 +435,16 @@ Status CudaExecutor::State::prepare(size_t index) {
       }
       auto module = modules.find(launch.module);
       if (module == modules.end())
-        return fail(op, "launches '" + launch.kernel + "' of gpu-module '" +
-                            launch.module + "', which the program lacks");
+        return operationError(op, "launches '" + launch.kernel +
+                                      "' of gpu-module '" + launch.module +
+                                      "', which the program lacks");
       cudaKernel_t function;
       if (cudaError_t error = cudaLibraryGetKernel(&function, module->second,
                                                    launch.kernel.c_str());
           error != cudaSuccess)
-        return fail(op, "gpu-module '" + launch.module + "' has no kernel '" +
-                            launch.kernel + "': " + cudaText(error));
+        return operationError(op, "gpu-module '" + launch.module +
+                                      "' has no kernel '" + launch.kernel +
+                                      "': " + cudaText(error));
       launches[index].push_back({std::move(launch), function});
     }
     return Status::success();
@@ -471,7 +467,7 @@ Status CudaExecutor::State::runStaticOnHost(size_t index) {
   }
   KernelContext context;
   if (Status status = kernel(op.attrs, operands, results, context); !status)
-    return fail(op, status.message);
+    return operationError(op, status.message);
   if (op.op == "dispatch")
     // expert_ffn and combine read the order on the host.
     for (int r : {1, 2}) {
@@ -484,7 +480,7 @@ Status CudaExecutor::State::runStaticOnHost(size_t index) {
             cudaMemcpy(device[result], host[result].data(),
                        host[result].sizeInBytes(), cudaMemcpyHostToDevice);
         error != cudaSuccess)
-      return fail(op, "uploading its result: " + cudaText(error));
+      return operationError(op, "uploading its result: " + cudaText(error));
   return Status::success();
 }
 
@@ -511,7 +507,7 @@ Status CudaExecutor::State::runOperation(size_t index) {
     status = runCombine(index);
   }
   if (!status)
-    return fail(op, status.message);
+    return operationError(op, status.message);
   return Status::success();
 }
 

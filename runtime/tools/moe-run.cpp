@@ -494,6 +494,27 @@ std::string directoryOf(const std::string &path) {
 
 /// Loads and runs the program on one rank; rank 0 reports, compares and
 /// writes files. Returns the exit code.
+/// The files a run writes, all or nothing: on any failure it removes what
+/// the run already wrote.
+class OutputFiles {
+public:
+  /// Notes that `path` was written with `result`; false (after a message
+  /// and the removals) when it failed.
+  bool record(const std::string &path, const Status &result) {
+    if (result) {
+      written_.push_back(path);
+      return true;
+    }
+    for (const std::string &done : written_)
+      std::remove(done.c_str());
+    std::fprintf(stderr, "moe-run: %s\n", result.message.c_str());
+    return false;
+  }
+
+private:
+  std::vector<std::string> written_;
+};
+
 int runRank(const Options &options, const Program &program,
             const std::vector<Tensor> &inputs,
             const std::vector<Tensor> &references, Communicator *communicator) {
@@ -637,47 +658,19 @@ int runRank(const Options &options, const Program &program,
   if (!allClose)
     return 1;
 
-  // All or nothing: on any failure remove what this run already wrote.
-  std::vector<std::string> written;
-  auto write = [&](const std::string &path, const Status &result) {
-    if (result) {
-      written.push_back(path);
-      return true;
-    }
-    for (const std::string &done : written)
-      std::remove(done.c_str());
-    std::fprintf(stderr, "moe-run: %s\n", result.message.c_str());
-    return false;
-  };
+  OutputFiles files;
   for (size_t i = 0; i < options.outputs.size(); ++i)
-    if (!write(options.outputs[i], writeNpy(options.outputs[i], *outputs[i])))
+    if (!files.record(options.outputs[i],
+                      writeNpy(options.outputs[i], *outputs[i])))
       return 1;
   if (!options.trace.empty() &&
-      !write(options.trace, writeTextFile(options.trace, traceText)))
+      !files.record(options.trace, writeTextFile(options.trace, traceText)))
     return 1;
   if (!options.expertLoad.empty() &&
-      !write(options.expertLoad,
-             writeTextFile(options.expertLoad, joinLines(loadLines))))
+      !files.record(options.expertLoad,
+                    writeTextFile(options.expertLoad, joinLines(loadLines))))
     return 1;
   return 0;
-}
-
-/// Writes the outputs moe-run was asked for, all or nothing: on a failure
-/// it removes what it already wrote.
-bool writeOutputs(const Options &options,
-                  const std::vector<const Tensor *> &outputs) {
-  std::vector<std::string> written;
-  for (size_t i = 0; i < options.outputs.size(); ++i) {
-    Status status = writeNpy(options.outputs[i], *outputs[i]);
-    if (!status) {
-      for (const std::string &done : written)
-        std::remove(done.c_str());
-      std::fprintf(stderr, "moe-run: %s\n", status.message.c_str());
-      return false;
-    }
-    written.push_back(options.outputs[i]);
-  }
-  return true;
 }
 
 /// A program compiled with --target cuda, on one GPU.
@@ -695,9 +688,6 @@ int runOnGpu(const Options &options, const Program &program,
     return fail(Status::error(
         "the CUDA backend runs one rank without --trace, --expert-load or "
         "micro-batches for now"));
-  // Unsupported operations are named first: that needs no GPU.
-  if (Status supported = cuda::checkCudaSupport(program); !supported)
-    return fail(supported);
   auto loadStart = std::chrono::steady_clock::now();
   std::unique_ptr<cuda::CudaExecutor> executor;
   Status status = cuda::CudaExecutor::create(
@@ -740,10 +730,12 @@ int runOnGpu(const Options &options, const Program &program,
                               references[i], options.rtol, options.atol);
   if (!allClose)
     return 1;
-  std::vector<const Tensor *> pointers;
-  for (const Tensor &output : outputs)
-    pointers.push_back(&output);
-  return writeOutputs(options, pointers) ? 0 : 1;
+  OutputFiles files;
+  for (size_t i = 0; i < options.outputs.size(); ++i)
+    if (!files.record(options.outputs[i],
+                      writeNpy(options.outputs[i], outputs[i])))
+      return 1;
+  return 0;
 #else
   std::fprintf(stderr,
                "moe-run: %s was compiled with --target cuda, but this moe-run "
