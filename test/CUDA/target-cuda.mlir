@@ -18,6 +18,12 @@
 // RUN:   -o %t.moe
 // RUN: python3 %moe_src_root/test/CUDA/assemble_program_ptx.py %t.moe %ptxas sm_90a \
 // RUN:   | FileCheck %s --check-prefix=PTX
+// A toolkit path without libdevice is an error, and no program is written.
+// RUN: rm -f %t.none.moe
+// RUN: not moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx \
+// RUN:   --dim-params=batch=2,seq=8 --target=cuda --cuda-path=%t.nowhere \
+// RUN:   -o %t.none.moe 2>&1 | FileCheck %s --check-prefix=NOCUDA
+// RUN: not test -e %t.none.moe
 
 // LOG: moe-compile: generating GPU kernels for sm_90a
 // LOG: moe-compile: 112 ops in 32 launches of 57 kernels (16 distinct groups compiled)
@@ -53,4 +59,6 @@
 // What is left for the runtime's libraries: reshapes (views), GEMMs
 // (cuBLAS) and the MoE dispatch, experts and combine.
 // PTX: operations: combine 2, dispatch 2, expert_ffn 2, launch 32, matmul 13, reshape 26
+// NOCUDA: error: no CUDA toolkit at '{{.*}}.nowhere': '{{.*}}.nowhere/nvvm/libdevice/libdevice.10.bc' does not exist (the generated kernels link its math functions); give the toolkit with --cuda-path or $CUDA_HOME
+
 // PTX: 57 modules assembled; 108 launches in 32 launch operations match their kernels

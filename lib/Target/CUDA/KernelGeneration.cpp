@@ -61,7 +61,9 @@
 #include "mlir/Transforms/Passes.h"
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/Path.h"
 
 #include <numeric>
 
@@ -382,6 +384,16 @@ void moe::registerGpuKernelDialects(DialectRegistry &registry) {
 LogicalResult moe::generateGpuKernels(ModuleOp module, func::FuncOp function,
                                       const GpuKernelOptions &options,
                                       GpuKernelStats &stats) {
+  // The kernels' math functions link libdevice: without it the PTX would
+  // call functions nothing defines, which only ptxas or the driver would
+  // notice.
+  llvm::SmallString<256> libdevice(options.cudaPath);
+  llvm::sys::path::append(libdevice, "nvvm", "libdevice", "libdevice.10.bc");
+  if (!llvm::sys::fs::exists(libdevice))
+    return module.emitError()
+           << "no CUDA toolkit at '" << options.cudaPath << "': '" << libdevice
+           << "' does not exist (the generated kernels link its math "
+              "functions); give the toolkit with --cuda-path or $CUDA_HOME";
   MLIRContext *context = module.getContext();
   Block &block = function.getBody().front();
   llvm::StringMap<CompiledGroup> compiledByBody;
