@@ -251,10 +251,13 @@ int64_t Executor::ranksOf(const Program &program) {
   return ranks;
 }
 
-Status Executor::createGroups(Communicator *world) {
-  if (program_.grids.empty())
+Status
+moe::rt::createDeviceGroups(const Program &program, Communicator *world,
+                            std::map<std::string, Communicator *> &groups,
+                            std::vector<std::unique_ptr<Communicator>> &owned) {
+  if (program.grids.empty())
     return Status::success();
-  for (const GridDecl &grid : program_.grids) {
+  for (const GridDecl &grid : program.grids) {
     int64_t ranks = numElements(grid.shape);
     int64_t worldSize = world ? world->size() : 1;
     if (ranks != worldSize)
@@ -271,12 +274,12 @@ Status Executor::createGroups(Communicator *world) {
     if (Status status = createThreadGroup(1, CommunicatorOptions(), group);
         !status)
       return status;
-    groups_.push_back(std::move(group[0]));
-    world = groups_.back().get();
+    owned.push_back(std::move(group[0]));
+    world = owned.back().get();
   }
   // Every rank walks the same operations in the same order, so the
   // collective splits match.
-  for (const Operation &op : program_.operations) {
+  for (const Operation &op : program.operations) {
     std::string gridName = op.attrs.getString("grid");
     if (gridName.empty())
       continue;
@@ -284,10 +287,10 @@ Status Executor::createGroups(Communicator *world) {
     if (const std::vector<int64_t> *listed = op.attrs.getArray("grid_axes"))
       axes = *listed;
     std::string key = groupKey(gridName, axes);
-    if (context_.groups.count(key))
+    if (groups.count(key))
       continue;
     const GridDecl *grid = nullptr;
-    for (const GridDecl &candidate : program_.grids)
+    for (const GridDecl &candidate : program.grids)
       if (candidate.name == gridName)
         grid = &candidate;
     if (!grid)
@@ -302,15 +305,17 @@ Status Executor::createGroups(Communicator *world) {
     std::unique_ptr<Communicator> group;
     if (Status status = world->splitGrid(grid->shape, axes, group); !status)
       return status;
-    context_.groups[key] = group.get();
-    groups_.push_back(std::move(group));
+    groups[key] = group.get();
+    owned.push_back(std::move(group));
   }
   return Status::success();
 }
 
-Status Executor::selectOperations(Communicator *world) {
-  const Program &p = program_;
-  runsHere_.assign(p.operations.size(), true);
+Status moe::rt::selectStageOperations(const Program &p,
+                                      const std::vector<bool> &isStatic,
+                                      int64_t rank,
+                                      std::vector<bool> &runsHere) {
+  runsHere.assign(p.operations.size(), true);
   if (!p.pipeline)
     return Status::success();
   const GridDecl *grid = nullptr;
@@ -322,7 +327,6 @@ Status Executor::selectOperations(Communicator *world) {
                          "' axis " + std::to_string(p.pipeline->axis) +
                          ", which the program does not declare");
   // This rank's coordinate along the pipeline axis (row-major ranks).
-  int64_t rank = world ? world->rank() : 0;
   int64_t stride = 1;
   for (size_t axis = p.pipeline->axis + 1; axis < grid->shape.size(); ++axis)
     stride *= grid->shape[axis];
@@ -337,7 +341,7 @@ Status Executor::selectOperations(Communicator *world) {
   for (size_t i = p.operations.size(); i-- > 0;) {
     const Operation &op = p.operations[i];
     bool runs;
-    if (isStatic_[op.results.front()]) {
+    if (isStatic[op.results.front()]) {
       runs = false;
       for (int result : op.results)
         runs = runs || needed[result];
@@ -349,7 +353,7 @@ Status Executor::selectOperations(Communicator *world) {
       runs =
           !op.attrs.has("moe.stage") || op.attrs.getInt("moe.stage") == stage;
     }
-    runsHere_[i] = runs;
+    runsHere[i] = runs;
     if (!runs)
       continue;
     for (int operand : op.operands)
@@ -360,11 +364,11 @@ Status Executor::selectOperations(Communicator *world) {
     bool computed = false;
     for (size_t i = 0; i < p.operations.size(); ++i)
       for (int result : p.operations[i].results)
-        computed = computed || (result == output.id && runsHere_[i]);
+        computed = computed || (result == output.id && runsHere[i]);
     bool isInput = false;
     for (const InputDecl &input : p.inputs)
       isInput = isInput || input.id == output.id;
-    if (!computed && !isInput && !isStatic_[output.id])
+    if (!computed && !isInput && !isStatic[output.id])
       return Status::error(
           "output '" + output.name + "' is not computed on pipeline stage " +
           std::to_string(stage) + "; the program must hand it to every stage");
@@ -517,7 +521,9 @@ Status Executor::create(Program program, const std::string &programDirectory,
     self.pool_ = std::make_unique<WorkerPool>(threads);
     self.context_.pool = self.pool_.get();
   }
-  if (Status status = self.createGroups(world); !status)
+  if (Status status = createDeviceGroups(self.program_, world,
+                                         self.context_.groups, self.groups_);
+      !status)
     return status;
   openblas_set_num_threads(threads);
   const Program &p = self.program_;
@@ -569,7 +575,9 @@ Status Executor::create(Program program, const std::string &programDirectory,
     for (int result : op.results)
       self.isStatic_[result] = isStatic;
   }
-  if (Status status = self.selectOperations(world); !status)
+  if (Status status = selectStageOperations(
+          p, self.isStatic_, world ? world->rank() : 0, self.runsHere_);
+      !status)
     return status;
   self.prepareExpertWeights();
 

@@ -11,10 +11,13 @@
 
 #include "CollectivesChecks.h"
 
+#include "moe/Runtime/StagedCommunicator.h"
+
 #include "gtest/gtest.h"
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
 using namespace moe::rt;
@@ -106,6 +109,87 @@ INSTANTIATE_TEST_SUITE_P(Ranks, ThreadCollectivesTest,
                          [](const ::testing::TestParamInfo<int> &info) {
                            return std::to_string(info.param) + "ranks";
                          });
+
+//===----------------------------------------------------------------------===//
+// The same checks through the staged communicator (StagedCommunicator.h)
+//===----------------------------------------------------------------------===//
+
+/// Host memory stands in for the device: the copies are memcpy, counted so
+/// that the test sees the data went through them.
+StagingCopies countingCopies(std::atomic<int64_t> &bytes) {
+  StagingCopies copies;
+  copies.toHost = [&bytes](void *host, const void *buffer, size_t size) {
+    bytes += static_cast<int64_t>(size);
+    std::memcpy(host, buffer, size);
+    return Status::success();
+  };
+  copies.fromHost = [&bytes](void *buffer, const void *host, size_t size) {
+    bytes += static_cast<int64_t>(size);
+    std::memcpy(buffer, host, size);
+    return Status::success();
+  };
+  return copies;
+}
+
+class StagedCollectivesTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(StagedCollectivesTest, EveryCheckThroughHostCopies) {
+  std::atomic<int64_t> copied{0};
+  std::vector<RankResult> results =
+      runRanks(GetParam(), passingTimeout, [&](Communicator &host) {
+        std::unique_ptr<Communicator> staged =
+            createStagedCommunicator(host, countingCopies(copied));
+        if (staged->rank() != host.rank() || staged->size() != host.size() ||
+            staged->name() != host.name() ||
+            std::string(staged->transport()) != "threads, staged")
+          return Status::error("the staged communicator is not its host's "
+                               "rank: " +
+                               std::string(staged->transport()));
+        for (const auto &[name, check] : allChecks())
+          if (Status status = check(*staged); !status)
+            return Status::error(std::string(name) + ": " + status.message);
+        return staged->barrier();
+      });
+  for (size_t rank = 0; rank < results.size(); ++rank)
+    EXPECT_TRUE(results[rank].status)
+        << "rank " << rank << ": " << results[rank].status.message;
+  EXPECT_GT(copied.load(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ranks, StagedCollectivesTest,
+                         ::testing::Values(1, 2, 3, 4),
+                         [](const ::testing::TestParamInfo<int> &info) {
+                           return std::to_string(info.param) + "ranks";
+                         });
+
+TEST(StagedCollectivesFailureTest, FailedCopyFailsTheJobNamingTheStep) {
+  std::vector<RankResult> results =
+      runRanks(2, passingTimeout, [&](Communicator &host) {
+        std::atomic<int64_t> unused{0};
+        StagingCopies copies = countingCopies(unused);
+        if (host.rank() == 1)
+          copies.toHost = [](void *, const void *, size_t) {
+            return Status::error("device unreachable");
+          };
+        std::unique_ptr<Communicator> staged =
+            createStagedCommunicator(host, std::move(copies));
+        float value = 1;
+        if (Status status = staged->barrier(); !status)
+          return status;
+        return staged->allReduce(&value, &value, 1, DType::F32, ReduceOp::Sum);
+      });
+  ASSERT_FALSE(results[1].status);
+  EXPECT_TRUE(contains(results[1].status.message,
+                       "rank 1 of 2 in \"world\" (threads, staged), "
+                       "all_reduce step 2: copying the input to the host: "
+                       "device unreachable"))
+      << results[1].status.message;
+  // Rank 0 stops instead of waiting for its deadline.
+  ASSERT_FALSE(results[0].status);
+  EXPECT_TRUE(contains(results[0].status.message, "device unreachable"))
+      << results[0].status.message;
+  EXPECT_LT(results[0].elapsed, 5s);
+}
 
 //===----------------------------------------------------------------------===//
 // Deadlines

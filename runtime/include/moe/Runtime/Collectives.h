@@ -12,6 +12,9 @@
 //            transport, and the CPU backend on one machine.
 //   MPI      ranks are processes under mpirun (`createMPIWorldCommunicator`
 //            in the library moe-runtime-mpi, built when CMake finds MPI).
+//   staged   device buffers over a host transport (StagedCommunicator.h):
+//            each call copies through host memory; GPU ranks that share a
+//            device, which NCCL refuses.
 //   NCCL     one GPU per rank (`createNCCLCommunicator` in
 //            NCCLCommunicator.h, library moe-runtime-nccl, built when CMake
 //            finds nvcc and NCCL), bootstrapped through any of the above.
@@ -279,6 +282,10 @@ protected:
   virtual std::string jobFailure() = 0;
 
 private:
+  /// Wraps another communicator and calls its transport half directly
+  /// (StagedCommunicator.h).
+  friend class StagedCommunicator;
+
   /// Numbers a new call; fails when the job already has.
   Status begin(const char *op, Step &step);
   Status invalid(const Step &step, const std::string &detail) {

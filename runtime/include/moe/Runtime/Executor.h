@@ -50,6 +50,22 @@ Status loadStaticValues(
     std::vector<Tensor> &values,
     std::map<int, std::pair<const void *, size_t>> *views = nullptr);
 
+/// The device groups of `program`'s collectives, by groupKey (what
+/// KernelContext::groups holds), split from `world`; `owned` keeps them.
+/// Collective over `world`, whose size must be the program's ranks. A null
+/// `world` serves a one-device grid (a one-rank thread group).
+Status createDeviceGroups(const Program &program, Communicator *world,
+                          std::map<std::string, Communicator *> &groups,
+                          std::vector<std::unique_ptr<Communicator>> &owned);
+
+/// Per operation, whether rank `rank` runs it: the operations of its
+/// pipeline stage, those without a stage, its stage transfers, and the
+/// static operations (`isStatic`, per value) they need; every operation
+/// without a pipeline. Fails when an output is not computed on the stage.
+Status selectStageOperations(const Program &program,
+                             const std::vector<bool> &isStatic, int64_t rank,
+                             std::vector<bool> &runsHere);
+
 class Executor {
 public:
   /// Loads `program`; weight files are found in `programDirectory` joined
@@ -96,8 +112,6 @@ private:
   /// with a buffer of its own.
   Status planActivations(const std::vector<bool> &isOutput,
                          std::vector<int64_t> &offsets);
-  Status createGroups(Communicator *world);
-  Status selectOperations(Communicator *world);
   Status runOperation(size_t index);
 
   Program program_;
