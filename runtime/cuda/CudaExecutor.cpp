@@ -11,14 +11,17 @@
 #include "moe/Runtime/Executor.h"
 #include "moe/Runtime/KernelLaunch.h"
 #include "moe/Runtime/MemoryPlan.h"
+#include "moe/Runtime/StagedCommunicator.h"
 
 #include "../lib/KernelSupport.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
+#include <numeric>
 
 namespace moe::rt::cuda {
 
@@ -32,7 +35,70 @@ Status operationError(const Operation &op, const std::string &message) {
                        "): " + message);
 }
 
+/// The collectives, which move device memory through the rank's
+/// communicator (NCCL or staged).
+bool isCollective(const std::string &op) {
+  return op == "all_slice" || op == "all_gather" || op == "all_reduce" ||
+         op == "ragged_all_to_all" || op == "transpose_chunks" ||
+         op == "stage_transfer";
+}
+
+/// Collectives that talk to other ranks (all_slice and transpose_chunks
+/// only reorder local memory).
+bool communicates(const std::string &op) {
+  return isCollective(op) && op != "all_slice" && op != "transpose_chunks";
+}
+
+bool isIndexType(DType dtype) {
+  return dtype == DType::I64 || dtype == DType::I32;
+}
+
+/// Operations that compute small integer tensors (the counts of expert
+/// parallelism: sums, reshapes and slices of the dispatch's counts) run on
+/// the host through the CPU kernels, next to the code that reads them to
+/// size copies and GEMMs.
+bool runsOnHost(const Operation &op) {
+  if (op.results.empty() || isCollective(op.op) || op.op == "dispatch" ||
+      op.op == "reshape" || !findKernel(op.op))
+    return false;
+  for (const ValueType &type : op.resultTypes)
+    if (!isIndexType(type.dtype))
+      return false;
+  return true;
+}
+
+/// Host-to-device and device-to-host copies, for the staged communicator.
+StagingCopies cudaStagingCopies() {
+  StagingCopies copies;
+  copies.toHost = [](void *host, const void *buffer, size_t bytes) {
+    if (cudaError_t error =
+            cudaMemcpy(host, buffer, bytes, cudaMemcpyDeviceToHost);
+        error != cudaSuccess)
+      return Status::error(cudaText(error));
+    return Status::success();
+  };
+  copies.fromHost = [](void *buffer, const void *host, size_t bytes) {
+    if (cudaError_t error =
+            cudaMemcpy(buffer, host, bytes, cudaMemcpyHostToDevice);
+        error != cudaSuccess)
+      return Status::error(cudaText(error));
+    return Status::success();
+  };
+  return copies;
+}
+
 } // namespace
+
+int deviceCount() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess)
+    return 0;
+  return count;
+}
+
+std::unique_ptr<Communicator> stagedDeviceCommunicator(Communicator &host) {
+  return createStagedCommunicator(host, cudaStagingCopies());
+}
 
 struct CudaExecutor::State {
   Program program;
@@ -57,9 +123,21 @@ struct CudaExecutor::State {
   /// scratch buffers' arena offsets, and expert_ffn buffers.
   std::vector<std::vector<std::pair<KernelLaunch, cudaKernel_t>>> launches;
   std::vector<std::vector<void *>> scratch;
-  /// Per value: the host copy of a dispatch's counts and sources, which
-  /// expert_ffn and combine read.
-  std::map<int, std::vector<int64_t>> hostIndices;
+  /// The device groups of the collectives (KernelContext::groups, for the
+  /// CPU kernels of all_slice at load too), split from the world
+  /// communicator; a one-device grid run without one gets a staged
+  /// one-rank group.
+  KernelContext context;
+  std::vector<std::unique_ptr<Communicator>> groups;
+  std::unique_ptr<Communicator> ownedWorld;
+  /// Per operation: whether this rank runs it (its pipeline stage's).
+  std::vector<bool> runsHere;
+  /// Host copies of integer values during a run: the dispatch order,
+  /// counts computed on the host, received counts, and values downloaded
+  /// because the host needed them. Cleared when a run starts.
+  std::map<int, Tensor> hostValues;
+  /// Host copies of the static integer values, kept from the load.
+  std::map<int, Tensor> staticHostValues;
   /// Per combine op: the device array of each pair's row.
   std::map<size_t, int64_t *> rowOfPair;
   /// Per expert_ffn op: its experts' row offsets, on the host and the
@@ -86,6 +164,15 @@ struct CudaExecutor::State {
   Status runFeedForward(size_t index);
   Status runStaticOnHost(size_t index);
   Status runCombine(size_t index);
+  Status runOnHost(size_t index);
+  Status runCollective(size_t index);
+  Status findGroup(const Operation &op, Communicator *&group);
+  /// The host copy of value `id` (downloaded when the host does not have
+  /// it, which waits for the stream).
+  Status hostValue(int id, const Tensor *&tensor);
+  Status hostIndices(int id, std::vector<int64_t> &indices);
+  /// Makes `tensor` the host copy of result `id` and uploads it.
+  Status setHostResult(int id, Tensor tensor);
 };
 
 namespace {
@@ -125,12 +212,11 @@ std::vector<bool> staticValues(const Program &program) {
 } // namespace
 
 Status checkCudaSupport(const Program &program) {
-  if (!program.grids.empty())
-    return Status::error("partitioned programs (grid '" +
-                         program.grids[0].name +
-                         "') do not run on the CUDA backend yet: its "
-                         "executor has no NCCL collectives; compile without "
-                         "--machine for one GPU");
+  if (program.microbatches > 1)
+    return Status::error("programs with micro-batches (" +
+                         std::to_string(program.microbatches) +
+                         ") do not run on the CUDA backend yet; plan without "
+                         "pipeline micro-batches");
   std::vector<ValueType> types = valueTypes(program);
   std::vector<bool> isStatic = staticValues(program);
   for (const Operation &op : program.operations) {
@@ -146,8 +232,22 @@ Status checkCudaSupport(const Program &program) {
     auto dtypeOf = [&](size_t operand) {
       return types[op.operands[operand]].dtype;
     };
-    if (op.op == "launch" || op.op == "reshape" || op.op == "combine")
+    if (op.op == "launch" || op.op == "reshape" || op.op == "combine" ||
+        runsOnHost(op))
       continue;
+    if (isCollective(op.op)) {
+      if (op.op == "all_reduce") {
+        DType dtype = dtypeOf(0);
+        if (dtype != DType::F32 && dtype != DType::I64)
+          return refuse("all_reduce of " + std::string(dtypeName(dtype)) +
+                        " is not supported (f32 and i64 are)");
+        std::string reduction = op.attrs.getString("reduction", "sum");
+        if (reduction != "sum" && reduction != "max" && reduction != "min")
+          return refuse("reduction '" + reduction +
+                        "' is not supported (sum, max, min are)");
+      }
+      continue;
+    }
     if (op.op == "matmul") {
       const Shape &lhs = types[op.operands[0]].shape;
       const Shape &rhs = types[op.operands[1]].shape;
@@ -196,8 +296,9 @@ Status checkCudaSupport(const Program &program) {
     }
     return refuse("has no CUDA implementation: the CUDA backend runs "
                   "generated kernels (launch), reshape, matmul, dispatch, "
-                  "expert_ffn and combine; the compiler leaves this op when "
-                  "it cannot generate its kernel");
+                  "expert_ffn, ffn, combine, the collectives and integer "
+                  "index arithmetic (on the host); the compiler leaves this "
+                  "op when it cannot generate its kernel");
   }
   return Status::success();
 }
@@ -234,7 +335,8 @@ std::string CudaExecutor::deviceName() const {
 
 Status CudaExecutor::create(Program program,
                             const std::string &programDirectory, int device,
-                            std::unique_ptr<CudaExecutor> &executor) {
+                            std::unique_ptr<CudaExecutor> &executor,
+                            Communicator *world) {
   executor.reset(new CudaExecutor());
   executor->state_ = std::make_unique<State>();
   State &s = *executor->state_;
@@ -259,6 +361,26 @@ Status CudaExecutor::create(Program program,
   if (Status status = s.expertGemm->init(s.stream); !status)
     return status;
 
+  // The collectives' device groups (collective over `world`), and the
+  // operations of this rank's pipeline stage.
+  if (!p.grids.empty() && !world) {
+    std::vector<std::unique_ptr<Communicator>> one;
+    if (Status status = createThreadGroup(1, CommunicatorOptions(), one);
+        !status)
+      return status;
+    s.groups.push_back(std::move(one[0]));
+    s.ownedWorld = stagedDeviceCommunicator(*s.groups.back());
+    world = s.ownedWorld.get();
+  }
+  if (Status status = createDeviceGroups(p, world, s.context.groups, s.groups);
+      !status)
+    return status;
+  s.isStatic = staticValues(p);
+  if (Status status = selectStageOperations(
+          p, s.isStatic, world ? world->rank() : 0, s.runsHere);
+      !status)
+    return status;
+
   // The PTX modules, compiled by the driver for this device.
   for (const GpuModuleDecl &module : p.gpuModules) {
     cudaLibrary_t loaded;
@@ -277,7 +399,6 @@ Status CudaExecutor::create(Program program,
   if (Status status = loadStaticValues(p, programDirectory, host); !status)
     return status;
   s.device.assign(p.numValues, nullptr);
-  s.isStatic = staticValues(p);
   s.types = valueTypes(p);
   auto upload = [&](int id) -> Status {
     const Tensor &tensor = host[id];
@@ -318,6 +439,8 @@ Status CudaExecutor::create(Program program,
   std::vector<int64_t> first(p.numValues, -1), last(p.numValues, -1);
   for (size_t i = 0; i < count; ++i) {
     const Operation &op = p.operations[i];
+    if (!s.runsHere[i])
+      continue;
     if (Status status = s.prepare(i); !status)
       return status;
     for (int operand : op.operands)
@@ -343,12 +466,13 @@ Status CudaExecutor::create(Program program,
                          first[id], last[id]});
       owners.push_back({id, -1});
     }
-  // Scratch buffers live during their operation only: a launch's, and an
+  // Scratch buffers live during their operation only: a launch's, an
   // FFN's intermediate rows (the gate's products, then the up
-  // projection's when gated).
+  // projection's when gated), an all_gather's rank-major pieces. Static
+  // operations' too: they run at load, while the arena holds nothing else.
   for (size_t i = 0; i < count; ++i) {
     const Operation &op = p.operations[i];
-    if (op.results.empty() || s.isStatic[op.results.front()])
+    if (op.results.empty() || !s.runsHere[i])
       continue;
     std::vector<int64_t> sizes;
     if (op.op == "launch") {
@@ -361,6 +485,9 @@ Status CudaExecutor::create(Program program,
       int64_t ffn = s.types[op.operands[expert ? 3 : 2]].shape.back();
       bool gated = op.operands[expert ? 2 : 1] >= 0;
       sizes.assign(gated ? 2 : 1, rows * ffn * int64_t(sizeof(float)));
+    } else if (op.op == "all_gather") {
+      sizes.push_back(numElements(op.resultTypes[0].shape) *
+                      dtypeSize(op.resultTypes[0].dtype));
     }
     for (size_t t = 0; t < sizes.size(); ++t) {
       buffers.push_back(
@@ -389,18 +516,19 @@ Status CudaExecutor::create(Program program,
     }
   }
 
-  // The static operations run now, once: launches on the GPU (their
-  // results copied back, for static operations after them), the others
-  // through the CPU kernels (their results uploaded).
+  // The static operations run now, once: launches and collectives that
+  // communicate on the GPU (their results copied back, for static
+  // operations after them), the others through the CPU kernels (their
+  // results uploaded).
   for (size_t i = 0; i < count; ++i) {
     const Operation &op = p.operations[i];
-    if (op.results.empty() || !s.isStatic[op.results.front()])
+    if (op.results.empty() || !s.isStatic[op.results.front()] || !s.runsHere[i])
       continue;
-    Status status =
-        op.op == "launch" ? s.runOperation(i) : s.runStaticOnHost(i);
+    bool onDevice = op.op == "launch" || communicates(op.op);
+    Status status = onDevice ? s.runOperation(i) : s.runStaticOnHost(i);
     if (!status)
       return status;
-    for (size_t r = 0; r < op.results.size() && op.op == "launch"; ++r) {
+    for (size_t r = 0; r < op.results.size() && onDevice; ++r) {
       int id = op.results[r];
       host[id] = Tensor(op.resultTypes[r].dtype, op.resultTypes[r].shape);
       if (cudaError_t error =
@@ -413,6 +541,11 @@ Status CudaExecutor::create(Program program,
   }
   if (cudaError_t error = cudaStreamSynchronize(s.stream); error != cudaSuccess)
     return Status::error("running the static operations: " + cudaText(error));
+  // Static counts stay on the host for the operations that size work by
+  // them; the rest of the host copies go.
+  for (int id = 0; id < p.numValues; ++id)
+    if (s.isStatic[id] && host[id].data() && isIndexType(host[id].dtype()))
+      s.staticHostValues[id] = std::move(host[id]);
   host.clear();
   return Status::success();
 }
@@ -465,22 +598,304 @@ Status CudaExecutor::State::runStaticOnHost(size_t index) {
         Tensor(op.resultTypes[r].dtype, op.resultTypes[r].shape);
     results.push_back(&host[op.results[r]]);
   }
-  KernelContext context;
+  // all_slice, the one collective that runs here, only reads its group's
+  // rank and size.
   if (Status status = kernel(op.attrs, operands, results, context); !status)
     return operationError(op, status.message);
-  if (op.op == "dispatch")
-    // expert_ffn and combine read the order on the host.
-    for (int r : {1, 2}) {
-      const Tensor &indices = host[op.results[r]];
-      hostIndices[op.results[r]].assign(
-          indices.as<int64_t>(), indices.as<int64_t>() + indices.numElements());
-    }
   for (int result : op.results)
     if (cudaError_t error =
             cudaMemcpy(device[result], host[result].data(),
                        host[result].sizeInBytes(), cudaMemcpyHostToDevice);
         error != cudaSuccess)
       return operationError(op, "uploading its result: " + cudaText(error));
+  return Status::success();
+}
+
+Status CudaExecutor::State::hostValue(int id, const Tensor *&tensor) {
+  if (auto known = hostValues.find(id); known != hostValues.end()) {
+    tensor = &known->second;
+    return Status::success();
+  }
+  if (auto known = staticHostValues.find(id); known != staticHostValues.end()) {
+    tensor = &known->second;
+    return Status::success();
+  }
+  // During the load, static values are on the host anyway.
+  if (static_cast<size_t>(id) < host.size() && host[id].data()) {
+    tensor = &host[id];
+    return Status::success();
+  }
+  if (!device[id])
+    return Status::error("value " + std::to_string(id) +
+                         " is not computed on this rank");
+  Tensor copy(types[id].dtype, types[id].shape);
+  if (cudaError_t error =
+          cudaMemcpyAsync(copy.data(), device[id], copy.sizeInBytes(),
+                          cudaMemcpyDeviceToHost, stream);
+      error != cudaSuccess)
+    return Status::error("reading value " + std::to_string(id) +
+                         " back: " + cudaText(error));
+  if (cudaError_t error = cudaStreamSynchronize(stream); error != cudaSuccess)
+    return Status::error(cudaText(error));
+  tensor = &(hostValues[id] = std::move(copy));
+  return Status::success();
+}
+
+Status CudaExecutor::State::hostIndices(int id, std::vector<int64_t> &indices) {
+  const Tensor *tensor;
+  if (Status status = hostValue(id, tensor); !status)
+    return status;
+  if (!isIndexType(tensor->dtype()))
+    return Status::error("value " + std::to_string(id) + " holds " +
+                         dtypeName(tensor->dtype()) +
+                         "; indices and counts must be i64 or i32");
+  indices.resize(tensor->numElements());
+  for (int64_t i = 0; i < tensor->numElements(); ++i)
+    indices[i] = detail::loadIndex(*tensor, i);
+  return Status::success();
+}
+
+Status CudaExecutor::State::setHostResult(int id, Tensor tensor) {
+  // The host copy outlives the asynchronous upload: a run clears the host
+  // copies only after the previous run's stream synchronisation.
+  Tensor &kept = hostValues[id] = std::move(tensor);
+  if (cudaError_t error =
+          cudaMemcpyAsync(device[id], kept.data(), kept.sizeInBytes(),
+                          cudaMemcpyHostToDevice, stream);
+      error != cudaSuccess)
+    return Status::error("uploading value " + std::to_string(id) + ": " +
+                         cudaText(error));
+  return Status::success();
+}
+
+/// Integer index arithmetic through its CPU kernel, on host copies.
+Status CudaExecutor::State::runOnHost(size_t index) {
+  const Operation &op = program.operations[index];
+  std::vector<const Tensor *> operands;
+  for (int operand : op.operands) {
+    const Tensor *tensor = nullptr;
+    if (operand >= 0)
+      if (Status status = hostValue(operand, tensor); !status)
+        return status;
+    operands.push_back(tensor);
+  }
+  std::vector<Tensor> computed;
+  for (const ValueType &type : op.resultTypes)
+    computed.emplace_back(type.dtype, type.shape);
+  std::vector<Tensor *> results;
+  for (Tensor &tensor : computed)
+    results.push_back(&tensor);
+  if (Status status = findKernel(op.op)(op.attrs, operands, results, context);
+      !status)
+    return status;
+  for (size_t r = 0; r < op.results.size(); ++r)
+    if (Status status = setHostResult(op.results[r], std::move(computed[r]));
+        !status)
+      return status;
+  return Status::success();
+}
+
+Status CudaExecutor::State::findGroup(const Operation &op,
+                                      Communicator *&group) {
+  std::vector<int64_t> axes;
+  if (const std::vector<int64_t> *listed = op.attrs.getArray("grid_axes"))
+    axes = *listed;
+  auto found = context.groups.find(groupKey(op.attrs.getString("grid"), axes));
+  if (found == context.groups.end() || !found->second)
+    return Status::error("no device group for grid '" +
+                         op.attrs.getString("grid") +
+                         "' along the listed axes");
+  group = found->second;
+  return Status::success();
+}
+
+/// The collectives on device memory: the communicator (NCCL, or a host
+/// transport staged through host copies) moves the data, the stream
+/// reorders it. Counts are host values. A communicating collective first
+/// waits for the stream, since the communicator works on its own.
+Status CudaExecutor::State::runCollective(size_t index) {
+  const Operation &op = program.operations[index];
+  Communicator *group;
+  if (Status status = findGroup(op, group); !status)
+    return status;
+  if (communicates(op.op))
+    if (cudaError_t error = cudaStreamSynchronize(stream); error != cudaSuccess)
+      return Status::error(cudaText(error));
+  const ValueType &resultType = op.resultTypes[0];
+  char *result = static_cast<char *>(device[op.results[0]]);
+  const char *input = static_cast<const char *>(device[op.operands[0]]);
+  size_t elementBytes = dtypeSize(resultType.dtype);
+  int64_t resultBytes = numElements(resultType.shape) * elementBytes;
+  // Row bytes: the elements after dim 0.
+  auto rowBytesOf = [&](const Shape &shape) {
+    return shape.empty() ? elementBytes
+                         : numElements(shape) / std::max<int64_t>(shape[0], 1) *
+                               elementBytes;
+  };
+  // (outer elements before `axis`, bytes of one block along it).
+  auto blocks = [&](const Shape &shape, int64_t axis, int64_t &outer,
+                    int64_t &blockBytes) -> Status {
+    if (axis < 0 || axis >= static_cast<int64_t>(shape.size()))
+      return Status::error("axis " + std::to_string(axis) +
+                           " is out of range for rank " +
+                           std::to_string(shape.size()));
+    outer = 1;
+    for (int64_t i = 0; i < axis; ++i)
+      outer *= shape[i];
+    blockBytes = elementBytes;
+    for (size_t i = axis; i < shape.size(); ++i)
+      blockBytes *= shape[i];
+    return Status::success();
+  };
+  auto copy2D = [&](void *target, size_t targetPitch, const void *source,
+                    size_t sourcePitch, size_t width, size_t height) -> Status {
+    if (width == 0 || height == 0)
+      return Status::success();
+    if (cudaError_t error =
+            cudaMemcpy2DAsync(target, targetPitch, source, sourcePitch, width,
+                              height, cudaMemcpyDeviceToDevice, stream);
+        error != cudaSuccess)
+      return Status::error(cudaText(error));
+    return Status::success();
+  };
+
+  if (op.op == "all_slice") {
+    // This rank's block along the axis of every outer index.
+    int64_t outer, blockBytes;
+    if (Status status = blocks(resultType.shape, op.attrs.getInt("slice_axis"),
+                               outer, blockBytes);
+        !status)
+      return status;
+    return copy2D(result, blockBytes, input + group->rank() * blockBytes,
+                  blockBytes * group->size(), blockBytes, outer);
+  }
+  if (op.op == "all_gather") {
+    const ValueType &inputType = types[op.operands[0]];
+    int64_t outer, blockBytes;
+    if (Status status = blocks(inputType.shape, op.attrs.getInt("gather_axis"),
+                               outer, blockBytes);
+        !status)
+      return status;
+    int64_t inputBytes = outer * blockBytes;
+    if (outer == 1)
+      return group->allGather(input, result, inputBytes);
+    // Rank-major into scratch, then every rank's blocks into place.
+    char *gathered = static_cast<char *>(scratch[index][0]);
+    if (Status status = group->allGather(input, gathered, inputBytes); !status)
+      return status;
+    for (int rank = 0; rank < group->size(); ++rank)
+      if (Status status = copy2D(
+              result + rank * blockBytes, blockBytes * group->size(),
+              gathered + rank * inputBytes, blockBytes, blockBytes, outer);
+          !status)
+        return status;
+    return Status::success();
+  }
+  if (op.op == "all_reduce") {
+    std::string reduction = op.attrs.getString("reduction", "sum");
+    ReduceOp reduceOp = reduction == "max"   ? ReduceOp::Max
+                        : reduction == "min" ? ReduceOp::Min
+                                             : ReduceOp::Sum;
+    return group->allReduce(input, result, numElements(resultType.shape),
+                            resultType.dtype, reduceOp);
+  }
+  if (op.op == "ragged_all_to_all") {
+    std::vector<int64_t> sendCounts;
+    if (Status status = hostIndices(op.operands[1], sendCounts); !status)
+      return status;
+    if (static_cast<int>(sendCounts.size()) != group->size())
+      return Status::error("has " + std::to_string(sendCounts.size()) +
+                           " send counts for a group of " +
+                           std::to_string(group->size()));
+    const ValueType &inputType = types[op.operands[0]];
+    int64_t sent =
+        std::accumulate(sendCounts.begin(), sendCounts.end(), int64_t{0});
+    if (inputType.shape.empty() || sent > inputType.shape[0])
+      return Status::error("send_counts add up to " + std::to_string(sent) +
+                           " rows but the input has " +
+                           (inputType.shape.empty()
+                                ? std::string("none")
+                                : std::to_string(inputType.shape[0])));
+    int64_t rowBytes = rowBytesOf(resultType.shape);
+    Tensor received(DType::I64, {group->size()});
+    if (Status status = group->raggedAllToAll(input, sendCounts.data(), result,
+                                              resultType.shape[0],
+                                              received.as<int64_t>(), rowBytes);
+        !status)
+      return status;
+    int64_t rows =
+        std::accumulate(received.as<int64_t>(),
+                        received.as<int64_t>() + group->size(), int64_t{0});
+    // Rows past the received ones are zero, as on the CPU backend.
+    if (rows < resultType.shape[0])
+      if (cudaError_t error =
+              cudaMemsetAsync(result + rows * rowBytes, 0,
+                              (resultType.shape[0] - rows) * rowBytes, stream);
+          error != cudaSuccess)
+        return Status::error(cudaText(error));
+    return setHostResult(op.results[1], std::move(received));
+  }
+  if (op.op == "transpose_chunks") {
+    // Chunk (i, j) of an a x b grid of row ranges moves to position
+    // (j, i), in row-major order of the counts.
+    std::vector<int64_t> counts;
+    if (Status status = hostIndices(op.operands[1], counts); !status)
+      return status;
+    const Shape &countsShape = types[op.operands[1]].shape;
+    if (countsShape.size() != 2)
+      return Status::error("chunk_counts must be 2-D");
+    int64_t a = countsShape[0], b = countsShape[1];
+    int64_t total = std::accumulate(counts.begin(), counts.end(), int64_t{0});
+    if (resultType.shape.empty() || total > resultType.shape[0])
+      return Status::error("chunk_counts add up to " + std::to_string(total) +
+                           " rows, more than the input has");
+    int64_t rowBytes = rowBytesOf(resultType.shape);
+    std::vector<int64_t> starts(counts.size(), 0);
+    for (size_t c = 1; c < counts.size(); ++c)
+      starts[c] = starts[c - 1] + counts[c - 1];
+    int64_t written = 0;
+    for (int64_t j = 0; j < b; ++j)
+      for (int64_t i = 0; i < a; ++i) {
+        int64_t chunk = i * b + j;
+        if (counts[chunk] > 0)
+          if (cudaError_t error = cudaMemcpyAsync(
+                  result + written * rowBytes, input + starts[chunk] * rowBytes,
+                  counts[chunk] * rowBytes, cudaMemcpyDeviceToDevice, stream);
+              error != cudaSuccess)
+            return Status::error(cudaText(error));
+        written += counts[chunk];
+      }
+    if (written < resultType.shape[0])
+      if (cudaError_t error =
+              cudaMemsetAsync(result + written * rowBytes, 0,
+                              resultBytes - written * rowBytes, stream);
+          error != cudaSuccess)
+        return Status::error(cudaText(error));
+    return Status::success();
+  }
+  // stage_transfer: the sending stage sends to each receiving stage in
+  // stage order; receivers fill the result.
+  int64_t from = op.attrs.getInt("from", -1);
+  const std::vector<int64_t> *to = op.attrs.getArray("to");
+  if (from < 0 || from >= group->size() || !to)
+    return Status::error("needs a sending stage in [0, " +
+                         std::to_string(group->size()) +
+                         ") and receiving stages");
+  if (group->rank() == from) {
+    for (int64_t stage : *to)
+      if (Status status =
+              group->send(input, resultBytes, static_cast<int>(stage));
+          !status)
+        return status;
+    if (result != input)
+      if (cudaError_t error = cudaMemcpyAsync(result, input, resultBytes,
+                                              cudaMemcpyDeviceToDevice, stream);
+          error != cudaSuccess)
+        return Status::error(cudaText(error));
+    return Status::success();
+  }
+  if (std::find(to->begin(), to->end(), group->rank()) != to->end())
+    return group->recv(result, resultBytes, static_cast<int>(from));
   return Status::success();
 }
 
@@ -497,6 +912,14 @@ Status CudaExecutor::State::runOperation(size_t index) {
                             bytes, cudaMemcpyDeviceToDevice, stream);
         error != cudaSuccess)
       status = Status::error(cudaText(error));
+    // Counts the host has keep their host copy under the new shape.
+    if (auto known = hostValues.find(op.operands[0]); known != hostValues.end())
+      hostValues[op.results[0]] =
+          known->second.reshaped(op.resultTypes[0].shape);
+  } else if (isCollective(op.op)) {
+    status = runCollective(index);
+  } else if (runsOnHost(op)) {
+    status = runOnHost(index);
   } else if (op.op == "matmul") {
     status = runMatmul(op);
   } else if (op.op == "dispatch") {
@@ -608,27 +1031,13 @@ Status CudaExecutor::State::runDispatch(const Operation &op) {
       op.attrs.has("capacity") ? op.attrs.getInt("capacity") : -1;
   int64_t hidden = rowsType.shape.back();
   int64_t rows = op.resultTypes[2].shape[0];
-  // experts [tokens, top_k], i64 or i32.
+  // experts [tokens, top_k], i64 or i32, come to the host (one stream
+  // synchronisation per layer).
   int selectedId = op.operands[1];
-  DType selectedType = types[selectedId].dtype;
-  int64_t pairs = numElements(types[selectedId].shape);
   int64_t topK = types[selectedId].shape.back();
-  // The selection comes to the host (one stream synchronisation per
-  // layer), as i64 or i32.
-  std::vector<int64_t> selected(pairs);
-  std::vector<int32_t> narrow(selectedType == DType::I32 ? pairs : 0);
-  void *target = selectedType == DType::I64
-                     ? static_cast<void *>(selected.data())
-                     : static_cast<void *>(narrow.data());
-  if (cudaError_t error = cudaMemcpyAsync(target, device[selectedId],
-                                          pairs * dtypeSize(selectedType),
-                                          cudaMemcpyDeviceToHost, stream);
-      error != cudaSuccess)
-    return Status::error("reading the selected experts: " + cudaText(error));
-  if (cudaError_t error = cudaStreamSynchronize(stream); error != cudaSuccess)
-    return Status::error(cudaText(error));
-  if (selectedType == DType::I32)
-    selected.assign(narrow.begin(), narrow.end());
+  std::vector<int64_t> selected;
+  if (Status status = hostIndices(selectedId, selected); !status)
+    return status;
   std::vector<int64_t> counts, sources;
   if (Status status = detail::planDispatch("dispatch", selected, numExperts,
                                            capacity, counts, sources);
@@ -638,17 +1047,13 @@ Status CudaExecutor::State::runDispatch(const Operation &op) {
     return Status::error("the program declares " + std::to_string(rows) +
                          " rows; the selection gives " +
                          std::to_string(sources.size()));
-  hostIndices[op.results[1]] = counts;
-  hostIndices[op.results[2]] = sources;
-  std::vector<int64_t> &keptCounts = hostIndices[op.results[1]];
-  std::vector<int64_t> &keptSources = hostIndices[op.results[2]];
-  for (auto [id, values] : {std::pair{op.results[1], &keptCounts},
-                            std::pair{op.results[2], &keptSources}})
-    if (cudaError_t error = cudaMemcpyAsync(device[id], values->data(),
-                                            values->size() * sizeof(int64_t),
-                                            cudaMemcpyHostToDevice, stream);
-        error != cudaSuccess)
-      return Status::error("uploading the expert order: " + cudaText(error));
+  for (auto [r, values] : {std::pair{1, &counts}, std::pair{2, &sources}}) {
+    Tensor tensor(DType::I64, {static_cast<int64_t>(values->size())});
+    std::copy(values->begin(), values->end(), tensor.as<int64_t>());
+    if (Status status = setHostResult(op.results[r], std::move(tensor));
+        !status)
+      return status;
+  }
   return permuteRows(static_cast<const float *>(device[op.operands[0]]),
                      static_cast<const int64_t *>(device[op.results[2]]), rows,
                      hidden, topK, static_cast<float *>(device[op.results[0]]),
@@ -675,14 +1080,13 @@ Status CudaExecutor::State::runFeedForward(size_t index) {
   float *second = gated ? static_cast<float *>(scratch[index][1]) : nullptr;
 
   const std::vector<int64_t> *groups = nullptr;
+  std::vector<int64_t> expertCounts;
   int64_t experts = 1, biasedRows = rows;
   int64_t *offsets = nullptr;
   if (expert) {
-    auto counts = hostIndices.find(op.operands[1]);
-    if (counts == hostIndices.end())
-      return Status::error("its counts do not come from a dispatch on this "
-                           "GPU");
-    groups = &counts->second;
+    if (Status status = hostIndices(op.operands[1], expertCounts); !status)
+      return status;
+    groups = &expertCounts;
     experts = static_cast<int64_t>(groups->size());
     // Each expert's first row, for the bias kernel; kept per operation,
     // since the copy is asynchronous.
@@ -758,18 +1162,16 @@ Status CudaExecutor::State::runFeedForward(size_t index) {
 
 Status CudaExecutor::State::runCombine(size_t index) {
   const Operation &op = program.operations[index];
-  auto sources = hostIndices.find(op.operands[1]);
-  if (sources == hostIndices.end())
-    return Status::error("its sources do not come from a dispatch on this "
-                         "GPU");
+  std::vector<int64_t> sources;
+  if (Status status = hostIndices(op.operands[1], sources); !status)
+    return status;
   const ValueType &result = op.resultTypes[0];
   int64_t tokens = result.shape[0], hidden = result.shape[1];
   int64_t pairs = numElements(types[op.operands[2]].shape);
   if (tokens == 0 || pairs % tokens != 0)
     return Status::error("the routing weights do not hold top_k per token");
   std::vector<int64_t> rows;
-  if (Status status = invertDispatchOrder(sources->second, pairs, rows);
-      !status)
+  if (Status status = invertDispatchOrder(sources, pairs, rows); !status)
     return status;
   int64_t *&deviceRows = rowOfPair[index];
   if (!deviceRows) {
@@ -819,9 +1221,15 @@ Status CudaExecutor::run(const std::vector<Tensor> &inputs,
       return Status::error("uploading input '" + input.name +
                            "': " + cudaText(error));
   }
+  // The previous run's uploads from the host copies are done (it ended
+  // waiting for the stream, unless it failed).
+  if (cudaError_t error = cudaStreamSynchronize(s.stream); error != cudaSuccess)
+    return Status::error(cudaText(error));
+  s.hostValues.clear();
   for (size_t i = 0; i < p.operations.size(); ++i) {
     const Operation &op = p.operations[i];
-    if (!op.results.empty() && s.isStatic[op.results.front()])
+    if ((!op.results.empty() && s.isStatic[op.results.front()]) ||
+        !s.runsHere[i])
       continue;
     if (Status status = s.runOperation(i); !status)
       return status;

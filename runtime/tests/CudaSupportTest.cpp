@@ -63,9 +63,14 @@ TEST(CudaSupportTest, NamesWhatItCannotRunYet) {
     const char *body;
     const char *message;
   } cases[] = {
-      {"grid ep 2\ninput 0 x f32 4x8\nop all_gather 1:f32:8x8 = 0 grid=s:ep "
-       "gather_axis=i:0 grid_axes=a:0\noutput 1 y\n",
-       "partitioned programs (grid 'ep') do not run on the CUDA backend yet"},
+      {"grid ep 2\ninput 0 x f16 4x8\nop all_reduce 1:f16:4x8 = 0 grid=s:ep "
+       "grid_axes=a:0\noutput 1 y\n",
+       "line 4 (all_reduce): all_reduce of f16 is not supported"},
+      {"microbatches 2\ninput 0 x f32 4x8\nop relu 1:f32:4x8 = 0\n"
+       "output 1 y\n",
+       "micro-batches (2)"},
+      {"input 0 x f32 4x8\nop relu 1:f32:4x8 = 0\noutput 1 y\n",
+       "line 3 (relu): has no CUDA implementation"},
       {"input 0 x f16 4x8\ninput 1 w f16 8x8\nop matmul 2:f16:4x8 = 0,1\n"
        "output 2 y\n",
        "line 4 (matmul): only f32 matmul"},
@@ -89,6 +94,27 @@ TEST(CudaSupportTest, NamesWhatItCannotRunYet) {
     EXPECT_NE(status.message.find(c.message), std::string::npos)
         << status.message;
   }
+}
+
+TEST(CudaSupportTest, RunsTheCollectivesAndCountsOfExpertParallelism) {
+  // The exchange of an expert-parallel layer as the partitioner writes it:
+  // counts summed on the host, rows and counts exchanged, chunks
+  // reordered, the result gathered.
+  Program program = parse(
+      "grid ep 2\ninput 0 x f32 8x4\ninput 1 counts i64 8\n"
+      "op reshape 2:i64:2x4 = 1\n"
+      "op reduce 3:i64:2 = 2 kind=s:sum axes=a:1\n"
+      "op ragged_all_to_all 4:i64:8,5:i64:2 = 1,3 grid=s:ep grid_axes=a:0\n"
+      "op ragged_all_to_all 6:f32:16x4,7:i64:2 = 0,3 grid=s:ep "
+      "grid_axes=a:0\n"
+      "op reshape 8:i64:2x4 = 4\n"
+      "op transpose_chunks 9:f32:16x4 = 6,8\n"
+      "op all_gather 10:f32:32x4 = 9 gather_axis=i:0 grid=s:ep "
+      "grid_axes=a:0\n"
+      "op all_reduce 11:f32:32x4 = 10 grid=s:ep grid_axes=a:0\n"
+      "output 11 y\n");
+  Status status = cuda::checkCudaSupport(program);
+  EXPECT_TRUE(status) << status.message;
 }
 
 TEST(CudaSupportTest, LaunchesMakeACudaProgram) {

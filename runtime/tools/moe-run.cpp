@@ -11,6 +11,9 @@
 #include "moe/Runtime/Collectives.h"
 #include "moe/Runtime/CudaExecutor.h"
 #include "moe/Runtime/Executor.h"
+#ifdef MOE_RUN_WITH_NCCL
+#include "moe/Runtime/NCCLCommunicator.h"
+#endif
 #include "moe/Runtime/Npy.h"
 #include "moe/Runtime/TensorProto.h"
 
@@ -66,6 +69,14 @@ options:
   --expert-load FILE      write tokens per expert of every MoE layer of the
                           last run (of a program with micro-batches: of its
                           last micro-batch) as JSON lines, with max / mean
+  --gpu-transport T       for programs compiled with --target cuda, how
+                          the ranks' collectives move device memory: nccl
+                          (one GPU per rank), staged (copies through the
+                          host over threads or MPI; ranks may share a GPU),
+                          or auto (the default: nccl when every rank has a
+                          GPU of its own and NCCL was built, else staged).
+                          Rank r uses GPU r mod the number of GPUs. nccl on
+                          one rank runs a one-device program through NCCL
   --help                  this text
 
 example:
@@ -95,6 +106,7 @@ struct Options {
   unsigned seed = 0;
   int ranks = 0; ///< 0: as many as the program is partitioned for
   std::string trace, expertLoad;
+  std::string gpuTransport = "auto";
 };
 
 bool parseNumber(const char *text, double &value) {
@@ -119,6 +131,18 @@ int parseArgs(int argc, char **argv, Options &options) {
     if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
+    } else if (arg == "--gpu-transport") {
+      if (!value(text))
+        return 2;
+      options.gpuTransport = text;
+      if (options.gpuTransport != "auto" && options.gpuTransport != "nccl" &&
+          options.gpuTransport != "staged") {
+        std::fprintf(stderr,
+                     "moe-run: --gpu-transport must be auto, nccl or staged, "
+                     "got '%s'\n",
+                     text);
+        return 2;
+      }
     } else if (arg == "--trace" || arg == "--expert-load") {
       if (!value(text))
         return 2;
@@ -515,6 +539,144 @@ private:
   std::vector<std::string> written_;
 };
 
+/// One rank's loaded program: the CPU executor, or the CUDA one for a
+/// program compiled with --target cuda.
+class RankProgram {
+public:
+  /// Loads `program` for the rank of `communicator` (null: the only rank).
+  Status load(const Options &options, const Program &program,
+              const std::vector<Tensor> &inputs, Communicator *communicator) {
+    if (!cuda::isCudaProgram(program)) {
+      Status status = Executor::create(program, directoryOf(options.program),
+                                       options.threads, cpu_, communicator);
+      if (!status)
+        return status;
+      steps_ = std::make_unique<StepRunner>(*cpu_, inputs);
+      if (communicator)
+        transport_ = communicator->transport();
+      return Status::success();
+    }
+#ifdef MOE_RUN_WITH_CUDA
+    inputs_ = &inputs;
+    if (!options.trace.empty() || !options.expertLoad.empty())
+      return Status::error("--trace and --expert-load are not supported for "
+                           "programs compiled with --target cuda yet");
+    int devices = cuda::deviceCount();
+    int rank = communicator ? communicator->rank() : 0;
+    int size = communicator ? communicator->size() : 1;
+    device_ = devices > 0 ? rank % devices : 0;
+    if (devices == 0) // The executor says why it needs a GPU.
+      return cuda::CudaExecutor::create(program, directoryOf(options.program),
+                                        device_, gpu_);
+    // A partitioned program's collectives need a communicator of device
+    // memory; so does `--gpu-transport nccl` on one rank (its grid of one).
+    std::string transport = options.gpuTransport;
+    if (!program.grids.empty() || transport == "nccl") {
+      if (!communicator) {
+        if (Status status =
+                createThreadGroup(1, CommunicatorOptions(), bootstrap_);
+            !status)
+          return status;
+        communicator = bootstrap_[0].get();
+      }
+      if (transport == "auto") {
+#ifdef MOE_RUN_WITH_NCCL
+        transport = devices >= size ? "nccl" : "staged";
+#else
+        transport = "staged";
+#endif
+      }
+      if (transport == "nccl") {
+#ifdef MOE_RUN_WITH_NCCL
+        if (devices < size)
+          return Status::error(
+              "--gpu-transport nccl needs a GPU per rank, but " +
+              std::to_string(size) + " ranks share " + std::to_string(devices) +
+              " GPU(s) (NCCL refuses two ranks on one device); use "
+              "--gpu-transport staged");
+        if (Status status = createNCCLCommunicator(
+                *communicator, device_, CommunicatorOptions(), deviceWorld_);
+            !status)
+          return status;
+#else
+        return Status::error("--gpu-transport nccl: this moe-run was built "
+                             "without NCCL (CMake found no nccl.h / "
+                             "libnccl); use --gpu-transport staged");
+#endif
+      } else {
+        deviceWorld_ = cuda::stagedDeviceCommunicator(*communicator);
+      }
+      transport_ = deviceWorld_->transport();
+    }
+    return cuda::CudaExecutor::create(program, directoryOf(options.program),
+                                      device_, gpu_, deviceWorld_.get());
+#else
+    (void)inputs;
+    return Status::error(
+        "the program was compiled with --target cuda, but this moe-run was "
+        "built without the CUDA backend (CMake found no CUDA compiler); "
+        "rebuild with the CUDA toolkit, or compile the model with --target "
+        "cpu");
+#endif
+  }
+
+  /// One step (all micro-batches) on the inputs given to load().
+  Status run(std::vector<const Tensor *> &outputs,
+             std::vector<OpTiming> *timings = nullptr) {
+    if (steps_)
+      return steps_->run(outputs, timings);
+#ifdef MOE_RUN_WITH_CUDA
+    if (Status status = gpu_->run(*inputs_, gpuOutputs_); !status)
+      return status;
+    outputs.clear();
+    for (const Tensor &output : gpuOutputs_)
+      outputs.push_back(&output);
+#endif
+    return Status::success();
+  }
+
+  /// The CPU executor (null for a CUDA program).
+  const Executor *cpu() const { return cpu_.get(); }
+
+  /// "12.3 MB of weights" and, on a GPU, its arena and device.
+  std::string describe() const {
+    char text[256];
+    if (cpu_) {
+      std::snprintf(text, sizeof(text), "%.1f MB of weights",
+                    cpu_->weightBytes() / 1e6);
+      return text;
+    }
+#ifdef MOE_RUN_WITH_CUDA
+    std::snprintf(text, sizeof(text),
+                  "%.1f MB of weights and a %.1f MB activation arena on %s "
+                  "(GPU %d)",
+                  gpu_->weightBytes() / 1e6, gpu_->arenaBytes() / 1e6,
+                  gpu_->deviceName().c_str(), device_);
+    return text;
+#else
+    return "";
+#endif
+  }
+
+  /// How collectives travel: the host transport, or for GPU ranks the
+  /// device one ("nccl", "threads, staged").
+  const std::string &transport() const { return transport_; }
+
+private:
+  std::unique_ptr<Executor> cpu_;
+  std::unique_ptr<StepRunner> steps_;
+  std::string transport_ = "none";
+#ifdef MOE_RUN_WITH_CUDA
+  const std::vector<Tensor> *inputs_ = nullptr;
+  int device_ = 0;
+  // Destroyed in reverse: the executor, its device world, the bootstrap.
+  std::vector<std::unique_ptr<Communicator>> bootstrap_;
+  std::unique_ptr<Communicator> deviceWorld_;
+  std::unique_ptr<cuda::CudaExecutor> gpu_;
+  std::vector<Tensor> gpuOutputs_;
+#endif
+};
+
 int runRank(const Options &options, const Program &program,
             const std::vector<Tensor> &inputs,
             const std::vector<Tensor> &references, Communicator *communicator) {
@@ -531,30 +693,29 @@ int runRank(const Options &options, const Program &program,
     return 1;
   };
   auto loadStart = std::chrono::steady_clock::now();
-  std::unique_ptr<Executor> executor;
-  Status status = Executor::create(program, directoryOf(options.program),
-                                   options.threads, executor, communicator);
-  if (!status) {
+  RankProgram executor;
+  Status status = executor.load(options, program, inputs, communicator);
+  if (!status)
     return fail(status);
-  }
   double loadSeconds = std::chrono::duration<double>(
                            std::chrono::steady_clock::now() - loadStart)
                            .count();
-  const Program &loaded = executor->program();
+  const Program &loaded = program;
   if (leader) {
-    std::printf("moe-run: %s: %zu inputs, %zu operations, %.1f MB of "
-                "weights, loaded in %.3f s\n",
+    std::printf("moe-run: %s: %zu inputs, %zu operations, %s, loaded in "
+                "%.3f s\n",
                 options.program.c_str(), loaded.inputs.size(),
-                loaded.operations.size(), executor->weightBytes() / 1e6,
+                loaded.operations.size(), executor.describe().c_str(),
                 loadSeconds);
     if (size > 1 && loaded.grids.empty())
       std::printf("ranks: %d (%s transport); the program is not "
                   "partitioned: every rank runs all of it\n",
                   size, communicator->transport());
-    else if (size > 1)
+    else if (!loaded.grids.empty() && executor.transport() != "none")
       std::printf("ranks: %d (%s transport); partitioned program (grid "
                   "'%s' of shape %s)\n",
-                  size, communicator->transport(), loaded.grids[0].name.c_str(),
+                  size, executor.transport().c_str(),
+                  loaded.grids[0].name.c_str(),
                   formatShape(loaded.grids[0].shape).c_str());
     if (loaded.microbatches > 1)
       std::printf("micro-batches: %lld per step (the program computes one; "
@@ -562,7 +723,7 @@ int runRank(const Options &options, const Program &program,
                   static_cast<long long>(loaded.microbatches));
   }
 
-  StepRunner step(*executor, inputs);
+  RankProgram &step = executor;
   std::vector<const Tensor *> outputs;
   for (int i = 0; i < options.warmup; ++i) {
     status = step.run(outputs);
@@ -619,8 +780,8 @@ int runRank(const Options &options, const Program &program,
   }
   std::vector<std::string> loadLines;
   if (!options.expertLoad.empty() &&
-      !(status = gatherText(communicator, expertLoadLines(*executor, rank),
-                            loadLines)))
+      !(status = gatherText(communicator,
+                            expertLoadLines(*executor.cpu(), rank), loadLines)))
     return fail(status);
 
   // Every rank ran the same program on the same inputs: their outputs must
@@ -671,80 +832,6 @@ int runRank(const Options &options, const Program &program,
                     writeTextFile(options.expertLoad, joinLines(loadLines))))
     return 1;
   return 0;
-}
-
-/// A program compiled with --target cuda, on one GPU.
-int runOnGpu(const Options &options, const Program &program,
-             const std::vector<Tensor> &inputs,
-             const std::vector<Tensor> &references) {
-#ifdef MOE_RUN_WITH_CUDA
-  auto fail = [&](const Status &status) {
-    std::fprintf(stderr, "moe-run: %s: %s\n", options.program.c_str(),
-                 status.message.c_str());
-    return 1;
-  };
-  if (options.ranks > 1 || !options.trace.empty() ||
-      !options.expertLoad.empty() || program.microbatches > 1)
-    return fail(Status::error(
-        "the CUDA backend runs one rank without --trace, --expert-load or "
-        "micro-batches for now"));
-  auto loadStart = std::chrono::steady_clock::now();
-  std::unique_ptr<cuda::CudaExecutor> executor;
-  Status status = cuda::CudaExecutor::create(
-      program, directoryOf(options.program), /*device=*/0, executor);
-  if (!status)
-    return fail(status);
-  double loadSeconds = std::chrono::duration<double>(
-                           std::chrono::steady_clock::now() - loadStart)
-                           .count();
-  std::printf("moe-run: %s: %zu inputs, %zu operations, %.1f MB of weights "
-              "and a %.1f MB activation arena on %s, loaded in %.3f s\n",
-              options.program.c_str(), program.inputs.size(),
-              program.operations.size(), executor->weightBytes() / 1e6,
-              executor->arenaBytes() / 1e6, executor->deviceName().c_str(),
-              loadSeconds);
-  std::vector<Tensor> outputs;
-  for (int i = 0; i < options.warmup; ++i)
-    if (!(status = executor->run(inputs, outputs)))
-      return fail(status);
-  std::vector<double> latencies;
-  for (int i = 0; i < options.iterations; ++i) {
-    auto start = std::chrono::steady_clock::now();
-    if (!(status = executor->run(inputs, outputs)))
-      return fail(status);
-    latencies.push_back(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-            .count());
-  }
-  double p50 = percentile(latencies, 50);
-  std::printf("latency: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms over %d "
-              "iterations (GPU, inputs uploaded and outputs downloaded)\n",
-              p50 * 1e3, percentile(latencies, 90) * 1e3,
-              percentile(latencies, 99) * 1e3, options.iterations);
-  std::printf("throughput: %.1f tokens/s (%lld tokens per run)\n",
-              tokensPerRun(program) / p50,
-              static_cast<long long>(tokensPerRun(program)));
-  bool allClose = true;
-  for (size_t i = 0; i < references.size(); ++i)
-    allClose &= compareOutput(program.outputs[i].name, outputs[i],
-                              references[i], options.rtol, options.atol);
-  if (!allClose)
-    return 1;
-  OutputFiles files;
-  for (size_t i = 0; i < options.outputs.size(); ++i)
-    if (!files.record(options.outputs[i],
-                      writeNpy(options.outputs[i], outputs[i])))
-      return 1;
-  return 0;
-#else
-  std::fprintf(stderr,
-               "moe-run: %s was compiled with --target cuda, but this moe-run "
-               "was built without the CUDA backend (CMake found no CUDA "
-               "compiler); rebuild with the CUDA toolkit, or compile the "
-               "model with --target cpu\n",
-               options.program.c_str());
-  return 1;
-#endif
 }
 
 int main(int argc, char **argv) {
@@ -826,9 +913,6 @@ int main(int argc, char **argv) {
     }
     references.push_back(std::move(tensor));
   }
-
-  if (cuda::isCudaProgram(program))
-    return runOnGpu(options, program, inputs, references);
 
   LaunchEnvironment launch;
   if (!(status = readLaunchEnvironment(launch))) {

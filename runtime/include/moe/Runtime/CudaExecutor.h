@@ -18,10 +18,18 @@
 //                backend's), then the permute kernel (CudaPermute.h)
 //   expert_ffn   grouped GEMMs (CudaExpertGemm.h) around the activation
 //   combine      the weighted unpermute kernel
+//   collectives  all_reduce, all_gather, ragged_all_to_all, stage_transfer
+//                through the rank's communicator on device memory (NCCL, or
+//                a host transport staged through host copies); all_slice
+//                and transpose_chunks as device copies
+//   index ops    integer results (the counts of expert parallelism) through
+//                the CPU kernels on host copies, next to the code that
+//                sizes copies and GEMMs by them
 //
 // Anything else is refused at load, naming the operation and its line.
-// Partitioned programs (grids) are refused too: the NCCL transport exists
-// (NCCLCommunicator.h) but is not wired into this executor yet.
+// A partitioned program is SPMD as on the CPU backend: every rank creates
+// its executor with its communicator, one GPU per rank, or several ranks
+// on one GPU with the staged communicator (NCCL refuses that).
 //
 // The header needs no CUDA.
 //
@@ -30,6 +38,7 @@
 #ifndef MOE_RUNTIME_CUDAEXECUTOR_H
 #define MOE_RUNTIME_CUDAEXECUTOR_H
 
+#include "moe/Runtime/Collectives.h"
 #include "moe/Runtime/Program.h"
 
 #include <memory>
@@ -49,6 +58,13 @@ inline bool isCudaProgram(const Program &program) {
   return false;
 }
 
+/// `host`'s ranks for device buffers, staged through host copies with
+/// cudaMemcpy (StagedCommunicator.h); `host` must outlive it.
+std::unique_ptr<Communicator> stagedDeviceCommunicator(Communicator &host);
+
+/// The number of CUDA devices, 0 when there are none (or no driver).
+int deviceCount();
+
 /// Whether the CUDA backend can run every operation of `program`; else
 /// the first it cannot, named by line, and why. Needs no GPU.
 Status checkCudaSupport(const Program &program);
@@ -56,9 +72,14 @@ Status checkCudaSupport(const Program &program);
 class CudaExecutor {
 public:
   /// Loads `program` onto GPU `device`; weight files are found as the CPU
-  /// executor finds them.
+  /// executor finds them. A partitioned program needs `world`, a
+  /// communicator of device memory (createNCCLCommunicator, or
+  /// stagedDeviceCommunicator) with as many ranks as its grid (collective:
+  /// all ranks create their executors together); a one-device grid runs
+  /// without one.
   static Status create(Program program, const std::string &programDirectory,
-                       int device, std::unique_ptr<CudaExecutor> &executor);
+                       int device, std::unique_ptr<CudaExecutor> &executor,
+                       Communicator *world = nullptr);
   ~CudaExecutor();
 
   const Program &program() const;
