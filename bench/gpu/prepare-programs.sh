@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # Run here, before sending bench/gpu/run.sh to the GPU machine, which has no
 # LLVM / MLIR to compile with: compiles every model of the import test set
-# (test/e2e/models.txt) with `moe-compile --target cuda` into
-# .gpu-programs/<model>/ (ignored by git), with its inputs and the
-# onnxruntime reference outputs as .npy files. The programs read their
-# weights from test/ONNX/models through relative paths, which the working
-# tree copied to the GPU machine keeps. Carry `.gpu-programs` (a few MB);
-# run.sh runs each program on the GPU against its reference.
+# (test/e2e/models.txt) with `moe-compile --target cuda`, three ways, into
+# .gpu-programs/<variant>/<model>-cuda/ (ignored by git), each with its
+# inputs, the onnxruntime reference outputs as .npy files, and the moe-run
+# flags it runs with (run-flags):
+#   one-gpu   unpartitioned, on one GPU
+#   nccl1     a grid of one device (--single-device-grid): the collectives
+#             of expert parallelism run through NCCL with world size 1
+#             (moe-run --gpu-transport nccl)
+#   ep2       partitioned for 2 ranks (--plan ep=2; token counts rounded to
+#             even), both on the one GPU: NCCL refuses two ranks per
+#             device, so moe-run stages the collectives through the host
+#             (--gpu-transport auto picks staged)
+# The programs read their weights from test/ONNX/models through relative
+# paths, which the working tree copied to the GPU machine keeps. Carry
+# `.gpu-programs` (a few MB); run.sh runs each program on the GPU against
+# its reference.
 #
 #   bench/gpu/prepare-programs.sh [BUILD_DIR]   (default: build)
 set -euo pipefail
@@ -20,19 +30,35 @@ fi
 rm -rf .gpu-programs
 mkdir -p .gpu-programs
 count=0
-while read -r model dim_params int_high; do
-  [[ -z "$model" || "$model" == \#* ]] && continue
+# prepare VARIANT MODEL DIM_PARAMS INT_HIGH RUN_FLAGS [run_onnx_model flags]
+prepare() {
+  local variant=$1 model=$2 dim_params=$3 int_high=$4 run_flags=$5
+  shift 5
+  local name
+  name=$(basename "$model" .onnx)
+  local log=".gpu-programs/$variant/$name.log"
+  mkdir -p ".gpu-programs/$variant"
   # run_onnx_model.py writes the inputs, the onnxruntime outputs and the
   # program, then skips the run (no GPU here) with a line saying so.
-  .venv/bin/python test/e2e/run_onnx_model.py "test/$model" \
-    --bin "$BUILD/bin" --work .gpu-programs --target cuda \
-    --dim-params="$dim_params" --int-high "${int_high:-8}" \
-    >".gpu-programs/$(basename "$model" .onnx).log" 2>&1 || {
-    echo "prepare-programs.sh: $model failed; see" \
-      ".gpu-programs/$(basename "$model" .onnx).log" >&2
+  if ! .venv/bin/python test/e2e/run_onnx_model.py "test/$model" \
+    --bin "$BUILD/bin" --work ".gpu-programs/$variant" --target cuda \
+    --dim-params="$dim_params" --int-high "$int_high" "$@" >"$log" 2>&1; then
+    echo "prepare-programs.sh: $variant $model failed; see $log" >&2
     exit 1
-  }
+  fi
+  echo "$run_flags" >".gpu-programs/$variant/$name-cuda/run-flags"
   count=$((count + 1))
+}
+while read -r model dim_params int_high; do
+  [[ -z "$model" || "$model" == \#* ]] && continue
+  int_high=${int_high:-8}
+  prepare one-gpu "$model" "$dim_params" "$int_high" ""
+  prepare nccl1 "$model" "$dim_params" "$int_high" "--gpu-transport nccl" \
+    --plan "ep=1" --single-device-grid
+  # Two expert-parallel ranks split the tokens: make their count even.
+  even=$(sed -E 's/tokens=7/tokens=8/; s/seq=5/seq=4/' <<<"$dim_params")
+  prepare ep2 "$model" "$even" "$int_high" "--ranks 2" --plan "ep=2" \
+    --ranks 2
 done <test/e2e/models.txt
 du -sh .gpu-programs
 echo "prepare-programs.sh: $count programs in .gpu-programs"

@@ -4,9 +4,11 @@
 # and the GPU benchmarks, and writes everything under $OUT:
 #   gpu-tests.txt        ctest output of the gpu label (a failure fails run.sh)
 #   gpu-e2e.json         every model of the import test set, compiled here
-#                        with --target cuda (bench/gpu/prepare-programs.sh),
-#                        run on the GPU against onnxruntime's outputs
-#                        (rtol 1e-4, atol 1e-5), with its median latency
+#                        with --target cuda three ways (one GPU; a one-device
+#                        grid through NCCL; ep=2 on two ranks sharing the
+#                        GPU, staged; bench/gpu/prepare-programs.sh), run on
+#                        the GPU against onnxruntime's outputs (rtol 1e-4,
+#                        atol 1e-5), with its median latency
 #   permute_bench.json   permute / unpermute bandwidth against the HBM copy
 #                        (4096 tokens; permute_bench_decode.json: 64 tokens)
 #   expert_gemm_bench.json  grouped expert GEMMs: prefill TFLOP/s against
@@ -64,33 +66,37 @@ if grep -q "(Skipped)" "$OUT/gpu-tests.txt"; then
   status=1
 fi
 
-echo "== models of the import test set on the GPU"
-if compgen -G ".gpu-programs/*/model.moe" >/dev/null; then
+echo "== models of the import test set on the GPU (one-gpu, nccl1, ep2)"
+if compgen -G ".gpu-programs/*/*/model.moe" >/dev/null; then
   {
     echo "["
     first=1
-    for program in .gpu-programs/*/model.moe; do
+    for program in .gpu-programs/*/*/model.moe; do
       dir=$(dirname "$program")
       name=$(basename "$dir")
+      variant=$(basename "$(dirname "$dir")")
       inputs=$(ls "$dir"/input.*.npy | sort -V | paste -sd, -)
       references=$(ls "$dir"/reference.*.npy | sort -V | paste -sd, -)
-      log="$OUT/gpu-e2e-$name.txt"
-      if "$BUILD/bin/moe-run" "$program" --inputs "$inputs" \
+      read -r -a flags <"$dir/run-flags" || flags=()
+      log="$OUT/gpu-e2e-$variant-$name.txt"
+      if timeout 300 "$BUILD/bin/moe-run" "$program" --inputs "$inputs" \
         --compare "$references" --rtol 1e-4 --atol 1e-5 --warmup 2 \
-        --iterations 20 >"$log" 2>&1; then
+        --iterations 20 "${flags[@]}" >"$log" 2>&1; then
         result=pass
       else
         result=fail
         status=1
       fi
       p50=$(sed -n 's/^latency: p50 \([0-9.]*\) ms.*/\1/p' "$log")
-      reason=$(grep -m1 "moe-run:.*\(line\|needs\|cannot\)" "$log" |
+      transport=$(sed -n 's/^ranks: [0-9]* (\(.*\) transport).*/\1/p' "$log")
+      reason=$(grep -m1 "moe-run:.*\(line\|needs\|cannot\|rank\)" "$log" |
         sed 's/"/\\"/g' || true)
       ((first)) || echo ","
       first=0
-      printf '  {"model": "%s", "result": "%s", "p50_ms": %s, "note": "%s"}' \
-        "$name" "$result" "${p50:-null}" "$reason"
-      echo "$name: $result ${p50:+(p50 $p50 ms)} $reason" >&2
+      printf '  {"variant": "%s", "model": "%s", "flags": "%s", "transport": "%s", "result": "%s", "p50_ms": %s, "note": "%s"}' \
+        "$variant" "$name" "${flags[*]}" "$transport" "$result" \
+        "${p50:-null}" "$reason"
+      echo "$variant/$name: $result ${p50:+(p50 $p50 ms)} $reason" >&2
     done
     echo
     echo "]"

@@ -404,7 +404,6 @@ Status CudaExecutor::create(Program program,
     const Tensor &tensor = host[id];
     if (Status status = s.allocate(tensor.sizeInBytes(), s.device[id]); !status)
       return status;
-    s.weightBytes += tensor.sizeInBytes();
     if (cudaError_t error =
             cudaMemcpy(s.device[id], tensor.data(), tensor.sizeInBytes(),
                        cudaMemcpyHostToDevice);
@@ -413,12 +412,30 @@ Status CudaExecutor::create(Program program,
                            cudaText(error));
     return Status::success();
   };
+  // Only what the operations of this rank read goes to the device: static
+  // values read at run time stay, those read only by the static
+  // operations (a weight before its slice) go once the load is done.
+  std::vector<bool> readAtLoad(p.numValues, false),
+      readAtRun(p.numValues, false);
+  for (size_t i = 0; i < p.operations.size(); ++i) {
+    const Operation &op = p.operations[i];
+    if (!s.runsHere[i])
+      continue;
+    bool atLoad = !op.results.empty() && s.isStatic[op.results.front()];
+    for (int operand : op.operands)
+      if (operand >= 0)
+        (atLoad ? readAtLoad : readAtRun)[operand] = true;
+  }
+  for (const OutputDecl &output : p.outputs)
+    readAtRun[output.id] = true;
   for (const ConstDecl &constant : p.constants)
-    if (Status status = upload(constant.id); !status)
-      return status;
+    if (readAtLoad[constant.id] || readAtRun[constant.id])
+      if (Status status = upload(constant.id); !status)
+        return status;
   for (const WeightDecl &weight : p.weights)
-    if (Status status = upload(weight.id); !status)
-      return status;
+    if (readAtLoad[weight.id] || readAtRun[weight.id])
+      if (Status status = upload(weight.id); !status)
+        return status;
   for (const InputDecl &input : p.inputs)
     if (Status status = s.allocate(numElements(input.type.shape) *
                                        dtypeSize(input.type.dtype),
@@ -486,8 +503,16 @@ Status CudaExecutor::create(Program program,
       bool gated = op.operands[expert ? 2 : 1] >= 0;
       sizes.assign(gated ? 2 : 1, rows * ffn * int64_t(sizeof(float)));
     } else if (op.op == "all_gather") {
-      sizes.push_back(numElements(op.resultTypes[0].shape) *
-                      dtypeSize(op.resultTypes[0].dtype));
+      // Pieces along an inner axis are gathered rank-major first.
+      const Shape &shape = s.types[op.operands[0]].shape;
+      int64_t axis = op.attrs.getInt("gather_axis");
+      int64_t outer = 1;
+      for (int64_t d = 0; d < axis && d < static_cast<int64_t>(shape.size());
+           ++d)
+        outer *= shape[d];
+      if (outer > 1)
+        sizes.push_back(numElements(op.resultTypes[0].shape) *
+                        dtypeSize(op.resultTypes[0].dtype));
     }
     for (size_t t = 0; t < sizes.size(); ++t) {
       buffers.push_back(
@@ -541,6 +566,27 @@ Status CudaExecutor::create(Program program,
   }
   if (cudaError_t error = cudaStreamSynchronize(s.stream); error != cudaSuccess)
     return Status::error("running the static operations: " + cudaText(error));
+  // Static values no run reads leave the device.
+  std::vector<void *> released;
+  for (int id = 0; id < p.numValues; ++id) {
+    if (!s.isStatic[id] || !s.device[id])
+      continue;
+    if (readAtRun[id]) {
+      s.weightBytes +=
+          numElements(s.types[id].shape) * dtypeSize(s.types[id].dtype);
+      continue;
+    }
+    released.push_back(s.device[id]);
+    cudaFree(s.device[id]);
+    s.device[id] = nullptr;
+  }
+  std::sort(released.begin(), released.end());
+  s.owned.erase(std::remove_if(s.owned.begin(), s.owned.end(),
+                               [&](void *pointer) {
+                                 return std::binary_search(
+                                     released.begin(), released.end(), pointer);
+                               }),
+                s.owned.end());
   // Static counts stay on the host for the operations that size work by
   // them; the rest of the host copies go.
   for (int id = 0; id < p.numValues; ++id)
@@ -718,9 +764,15 @@ Status CudaExecutor::State::runCollective(size_t index) {
   Communicator *group;
   if (Status status = findGroup(op, group); !status)
     return status;
-  if (communicates(op.op))
-    if (cudaError_t error = cudaStreamSynchronize(stream); error != cudaSuccess)
+  if (communicates(op.op)) {
+    // At load, uploads from pageable memory through cudaMemcpy may still be
+    // landing when it returns, and NCCL's stream does not wait for them:
+    // wait for the whole device then.
+    cudaError_t error =
+        host.empty() ? cudaStreamSynchronize(stream) : cudaDeviceSynchronize();
+    if (error != cudaSuccess)
       return Status::error(cudaText(error));
+  }
   const ValueType &resultType = op.resultTypes[0];
   char *result = static_cast<char *>(device[op.results[0]]);
   const char *input = static_cast<const char *>(device[op.operands[0]]);
@@ -793,6 +845,9 @@ Status CudaExecutor::State::runCollective(size_t index) {
   }
   if (op.op == "all_reduce") {
     std::string reduction = op.attrs.getString("reduction", "sum");
+    if (reduction != "sum" && reduction != "max" && reduction != "min")
+      return Status::error("reduction '" + reduction +
+                           "' is not supported (sum, max, min are)");
     ReduceOp reduceOp = reduction == "max"   ? ReduceOp::Max
                         : reduction == "min" ? ReduceOp::Min
                                              : ReduceOp::Sum;
@@ -845,6 +900,10 @@ Status CudaExecutor::State::runCollective(size_t index) {
     if (countsShape.size() != 2)
       return Status::error("chunk_counts must be 2-D");
     int64_t a = countsShape[0], b = countsShape[1];
+    for (int64_t chunkCount : counts)
+      if (chunkCount < 0)
+        return Status::error("chunk_counts holds a negative count (" +
+                             std::to_string(chunkCount) + ")");
     int64_t total = std::accumulate(counts.begin(), counts.end(), int64_t{0});
     if (resultType.shape.empty() || total > resultType.shape[0])
       return Status::error("chunk_counts add up to " + std::to_string(total) +

@@ -554,6 +554,8 @@ public:
       steps_ = std::make_unique<StepRunner>(*cpu_, inputs);
       if (communicator)
         transport_ = communicator->transport();
+      else if (!program.grids.empty())
+        transport_ = "threads"; // the executor's one-rank group
       return Status::success();
     }
 #ifdef MOE_RUN_WITH_CUDA
@@ -562,9 +564,14 @@ public:
       return Status::error("--trace and --expert-load are not supported for "
                            "programs compiled with --target cuda yet");
     int devices = cuda::deviceCount();
-    int rank = communicator ? communicator->rank() : 0;
-    int size = communicator ? communicator->size() : 1;
-    device_ = devices > 0 ? rank % devices : 0;
+    // The rank among this machine's ranks picks the GPU: the launcher's
+    // local rank for processes, the rank for threads of one process.
+    int local = communicator ? communicator->rank() : 0;
+    LaunchEnvironment launch;
+    if (Status status = readLaunchEnvironment(launch);
+        status && launch.size > 1 && launch.localRank >= 0)
+      local = launch.localRank;
+    device_ = devices > 0 ? local % devices : 0;
     if (devices == 0) // The executor says why it needs a GPU.
       return cuda::CudaExecutor::create(program, directoryOf(options.program),
                                         device_, gpu_);
@@ -579,19 +586,26 @@ public:
           return status;
         communicator = bootstrap_[0].get();
       }
-      if (transport == "auto") {
+      // NCCL needs a GPU per rank; the ranks agree on the transport, since
+      // each creates its communicator collectively.
 #ifdef MOE_RUN_WITH_NCCL
-        transport = devices >= size ? "nccl" : "staged";
+      int64_t ownGpu = local < devices ? 1 : 0;
 #else
-        transport = "staged";
+      int64_t ownGpu = 0;
 #endif
-      }
+      if (Status status = communicator->allReduce(&ownGpu, &ownGpu, 1,
+                                                  DType::I64, ReduceOp::Min);
+          !status)
+        return status;
+      if (transport == "auto")
+        transport = ownGpu ? "nccl" : "staged";
       if (transport == "nccl") {
 #ifdef MOE_RUN_WITH_NCCL
-        if (devices < size)
+        if (!ownGpu)
           return Status::error(
-              "--gpu-transport nccl needs a GPU per rank, but " +
-              std::to_string(size) + " ranks share " + std::to_string(devices) +
+              "--gpu-transport nccl needs a GPU per rank, but ranks share "
+              "this machine's " +
+              std::to_string(devices) +
               " GPU(s) (NCCL refuses two ranks on one device); use "
               "--gpu-transport staged");
         if (Status status = createNCCLCommunicator(
@@ -633,6 +647,15 @@ public:
       outputs.push_back(&output);
 #endif
     return Status::success();
+  }
+
+  /// Fails the job's device communicator too, so that ranks waiting in
+  /// NCCL stop (the host communicator is the caller's to abort).
+  void abort(const std::string &reason) {
+#ifdef MOE_RUN_WITH_CUDA
+    if (deviceWorld_)
+      deviceWorld_->abort(reason);
+#endif
   }
 
   /// The CPU executor (null for a CUDA program).
@@ -684,7 +707,9 @@ int runRank(const Options &options, const Program &program,
   int size = communicator ? communicator->size() : 1;
   bool leader = rank == 0;
   // A failing rank stops the others instead of leaving them waiting.
+  RankProgram executor;
   auto fail = [&](const Status &status) {
+    executor.abort(status.message);
     if (communicator)
       communicator->abort(status.message);
     std::string prefix = size > 1 ? "rank " + std::to_string(rank) + ": " : "";
@@ -693,7 +718,6 @@ int runRank(const Options &options, const Program &program,
     return 1;
   };
   auto loadStart = std::chrono::steady_clock::now();
-  RankProgram executor;
   Status status = executor.load(options, program, inputs, communicator);
   if (!status)
     return fail(status);

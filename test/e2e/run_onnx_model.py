@@ -99,6 +99,11 @@ def main():
                              "--machine=cpu:N --plan=PLAN, N the ranks of "
                              "--ranks or --mpirun) and check that moe-run "
                              "ran a partitioned program")
+    parser.add_argument("--single-device-grid", action="store_true",
+                        help="with --plan on one rank: keep the collectives "
+                             "(moe-compile --single-device-grid)")
+    parser.add_argument("--gpu-transport", default="",
+                        help="moe-run --gpu-transport (auto, nccl, staged)")
     parser.add_argument("--target", choices=["cpu", "cuda"], default="cpu",
                         help="compile for this target; cuda runs on the "
                              "GPU and prints a SKIP line when there is none")
@@ -162,6 +167,8 @@ def main():
     ranks = args.mpirun or args.ranks
     if args.plan:
         compile_command += [f"--machine=cpu:{ranks}", "--plan=" + args.plan]
+    if args.single_device_grid:
+        compile_command.append("--single-device-grid")
     run_command = [os.path.join(args.bin, "moe-run"), program,
                    "--inputs", ",".join(input_files),
                    "--compare", ",".join(reference_files),
@@ -170,6 +177,8 @@ def main():
                    "--iterations", str(args.iterations)]
     if args.ranks > 1:
         run_command += ["--ranks", str(args.ranks)]
+    if args.gpu_transport:
+        run_command += ["--gpu-transport", args.gpu_transport]
     if args.mpirun:
         mpirun = shutil.which("mpirun")
         if not mpirun:

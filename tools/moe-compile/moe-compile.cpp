@@ -109,9 +109,19 @@ llvm::cl::opt<double> capacityFactor(
                    "shapes, even all-to-all); default: dropless"),
     llvm::cl::value_desc("F"), llvm::cl::init(0.0), llvm::cl::cat(category));
 
+llvm::cl::opt<bool> singleDeviceGrid(
+    "single-device-grid",
+    llvm::cl::desc("With --machine and a one-rank plan, partition anyway: "
+                   "the program keeps its collectives on a grid of one "
+                   "device (runs a backend's collective paths on one "
+                   "device, e.g. moe-run --gpu-transport nccl on one GPU)"),
+    llvm::cl::init(false), llvm::cl::cat(category));
+
 /// Whether the program is partitioned by the plan: the CPU target runs
 /// partitioned programs on CPU ranks, so it applies plans made for them
-/// (the cpu:N preset or a machine file based on it). Set by planModule.
+/// (the cpu:N preset or a machine file based on it); the CUDA target runs
+/// them on GPU ranks (one per device of the machine; cpu:N plans too, for
+/// N ranks sharing GPUs). Set by planModule.
 bool partitionByPlan = false;
 bool partitionsForMachine() { return partitionByPlan; }
 
@@ -169,7 +179,7 @@ LogicalResult planModule(ModuleOp module) {
       moe::plan::resolveMachine(machine);
   if (!machineDescription)
     return report(machineDescription.takeError());
-  partitionByPlan = machineDescription->cpuRanks;
+  partitionByPlan = machineDescription->cpuRanks || target == Target::CUDA;
   llvm::Expected<moe::plan::ExpertLoadModel> load =
       moe::plan::resolveExpertLoad(expertLoad);
   if (!load)
@@ -189,10 +199,19 @@ LogicalResult planModule(ModuleOp module) {
     // partitioner names what it cannot apply.
     moe::plan::PlanConstraints &pinned = options.pinned;
     pinned.extraExpertSlots = pinned.extraExpertSlots.value_or(0);
-    llvm::errs() << "moe-compile: searching the plans the CPU partitioner "
-                    "applies: pipeline stages and micro-batches x "
-                    "data-parallel replicas x ep x tp inside the MoE layers "
-                    "(no replicated experts unless extra_slots is "
+    if (target == Target::CUDA) {
+      // The CUDA executor runs one micro-batch per step.
+      if (pinned.microbatches.value_or(1) != 1)
+        return report(llvm::createStringError(
+            "--target cuda runs one micro-batch per step; drop microbatches "
+            "from --plan"));
+      pinned.microbatches = 1;
+    }
+    llvm::errs() << "moe-compile: searching the plans the partitioner "
+                    "applies: pipeline stages"
+                 << (target == Target::CUDA ? "" : " and micro-batches")
+                 << " x data-parallel replicas x ep x tp inside the MoE "
+                    "layers (no replicated experts unless extra_slots is "
                     "pinned)\n";
   }
   moe::plan::CostModelOptions costOptions;
@@ -212,7 +231,8 @@ LogicalResult planModule(ModuleOp module) {
   else
     llvm::errs() << "; the program is not partitioned: the CPU target "
                     "partitions plans for CPU ranks only (cpu:N, or a "
-                    "machine file based on it)\n";
+                    "machine file based on it); --target cuda partitions "
+                    "for GPU ranks\n";
   // The plan string, with the stage split when there are stages.
   std::string planText = plan->best.config.str();
   if (plan->best.config.pp > 1) {
@@ -471,7 +491,8 @@ int main(int argc, char **argv) {
   if (failed(applyPassManagerCLOptions(pm)))
     return 1;
   if (!machine.empty() && partitionsForMachine())
-    pm.addPass(moe::createPartitionPass());
+    pm.addPass(moe::createPartitionPass(
+        moe::PartitionPassOptions{/*plan=*/"", singleDeviceGrid}));
   moe::buildLowerToRuntimePipeline(pm);
   llvm::errs() << "moe-compile: lowering for target "
                << (target == Target::CUDA ? "cuda" : "cpu") << "\n";

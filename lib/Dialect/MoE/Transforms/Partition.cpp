@@ -53,6 +53,11 @@ struct Mesh {
   int64_t dp = 1;
   int64_t ep = 1;
   int64_t tp = 1;
+  /// Exchange over the expert-parallel axis even with one rank on it (the
+  /// single-device-grid option): the collectives run, with the rank
+  /// itself.
+  bool alwaysExchange = false;
+  bool exchanges() const { return ep > 1 || alwaysExchange; }
   StringRef grid() const {
     if (dp > 1)
       return "pp_dp_ep_tp";
@@ -364,7 +369,7 @@ FailureOr<Value> LayerPartitioner::run() {
   Value grouped = dispatch.getRows(), localCounts = dispatch.getCounts();
   Value peerCounts, receivedCounts;
   IntegerAttr expertCapacityAttr = capacityAttr;
-  if (ranks > 1) {
+  if (mesh.exchanges()) {
     // Rows to each peer, and the [peers, local experts] row counts this
     // rank receives.
     Value sendCounts;
@@ -437,7 +442,7 @@ FailureOr<Value> LayerPartitioner::run() {
       layer.getActivationAttr(), expertCapacityAttr);
 
   Value back = expertOut.getResult();
-  if (ranks > 1) {
+  if (mesh.exchanges()) {
     Value countsByExpert = TransposeOp::create(
         builder, loc, tensorType({localExperts, ranks}, indexType), peerCounts,
         builder.getDenseI64ArrayAttr({1, 0}));
@@ -458,7 +463,7 @@ FailureOr<Value> LayerPartitioner::run() {
     result = shard::AllReduceOp::create(builder, loc, result, mesh.grid(),
                                         ArrayRef<int16_t>{mesh.tpAxis()},
                                         shard::ReductionKind::Sum);
-  if (ranks > 1)
+  if (mesh.exchanges())
     result = shard::AllGatherOp::create(builder, loc, inputType, mesh.grid(),
                                         ArrayRef<int16_t>{mesh.epAxis()},
                                         result, APInt(64, 0));
@@ -649,6 +654,7 @@ struct PartitionPass : public moe::impl::PartitionPassBase<PartitionPass> {
     mesh.dp = parsed->dp.value_or(1);
     mesh.ep = parsed->ep.value_or(1);
     mesh.tp = parsed->tp.value_or(1);
+    mesh.alwaysExchange = singleDeviceGrid;
     // Micro-batches change what one run of the program covers, not how it
     // is split (moe-compile compiles one micro-batch, moe-run loops).
     check("etp", parsed->expertTp, mesh.tp);
@@ -662,7 +668,7 @@ struct PartitionPass : public moe::impl::PartitionPassBase<PartitionPass> {
                             "tp)";
       return signalPassFailure();
     }
-    if (mesh.pp * mesh.dp * mesh.ep * mesh.tp == 1)
+    if (mesh.pp * mesh.dp * mesh.ep * mesh.tp == 1 && !singleDeviceGrid)
       return;
 
     SmallVector<LayerOp> layers;

@@ -118,7 +118,12 @@ def PartitionPass : Pass<"moe-partition", "::mlir::ModuleOp"> {
   let options = [
     Option<"plan", "plan", "std::string", /*default=*/"\"\"",
            "Plan string (for example \"ep=4\" or \"'ep=2 tp=2'\"); "
-           "default: the module's moe.plan attribute">
+           "default: the module's moe.plan attribute">,
+    Option<"singleDeviceGrid", "single-device-grid", "bool",
+           /*default=*/"false",
+           "Partition a one-rank plan too: a grid of one device whose "
+           "collectives exchange with the rank itself (to run a backend's "
+           "collective paths on one device, e.g. NCCL on one GPU)">
   ];
   let dependentDialects = ["::moe::MoEDialect",
                            "::mlir::shard::ShardDialect",
