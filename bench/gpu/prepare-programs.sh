@@ -13,6 +13,8 @@
 #             even), both on the one GPU: NCCL refuses two ranks per
 #             device, so moe-run stages the collectives through the host
 #             (--gpu-transport auto picks staged)
+# Also .gpu-programs/moe-layer: a Mixtral 8x7B MoE layer for the comparison
+# with PyTorch eager (bench/gpu/moe_layer_vs_torch.py).
 # The programs read their weights from test/ONNX/models through relative
 # paths, which the working tree copied to the GPU machine keeps. Carry
 # `.gpu-programs` (a few MB); run.sh runs each program on the GPU against
@@ -60,5 +62,17 @@ while read -r model dim_params int_high; do
   prepare ep2 "$model" "$even" "$int_high" "--ranks 2" --plan "ep=2" \
     --ranks 2
 done <test/e2e/models.txt
+# The whole MoE layer at Mixtral 8x7B sizes against PyTorch eager
+# (bench/gpu/moe_layer_vs_torch.py): its 5.6 GB of weights are generated on
+# the GPU machine, so only the graph and the program travel.
+layer=.gpu-programs/moe-layer
+.venv/bin/python bench/gpu/moe_layer_vs_torch.py model "$layer" --sparse-data
+"$BUILD/bin/moe-compile" "$layer/layer.onnx" --dim-params=tokens=4096 \
+  --target=cuda -o "$layer/model.moe" >"$layer/compile.log" 2>&1 || {
+  echo "prepare-programs.sh: the MoE layer did not compile; see" \
+    "$layer/compile.log" >&2
+  exit 1
+}
+rm "$layer/layer.onnx.data"
 du -sh .gpu-programs
 echo "prepare-programs.sh: $count programs in .gpu-programs"

@@ -11,6 +11,9 @@
 #                        atol 1e-5), with its median latency
 #   permute_bench.json   permute / unpermute bandwidth against the HBM copy
 #                        (4096 tokens; permute_bench_decode.json: 64 tokens)
+#   moe_layer_vs_torch.json  the whole MoE layer (Mixtral 8x7B sizes, 4096
+#                        tokens, f32) against a PyTorch eager Hugging
+#                        Face-style block on the same weights
 #   expert_gemm_bench.json  grouped expert GEMMs: prefill TFLOP/s against
 #                        dense cuBLAS, decode weight bandwidth against the
 #                        HBM copy
@@ -104,6 +107,26 @@ if compgen -G ".gpu-programs/*/*/model.moe" >/dev/null; then
 else
   echo "run.sh: no .gpu-programs; run bench/gpu/prepare-programs.sh here" \
     "and carry .gpu-programs" >&2
+  status=1
+fi
+
+echo "== the MoE layer against PyTorch eager (Mixtral 8x7B sizes, 4096 tokens)"
+layer=.gpu-programs/moe-layer
+if [[ -f "$layer/model.moe" ]]; then
+  if ! { python3 bench/gpu/moe_layer_vs_torch.py data "$layer" &&
+    "$BUILD/bin/moe-run" "$layer/model.moe" --inputs "$layer/x.npy" \
+      --outputs "$layer/y.npy" --warmup 2 --iterations 10 \
+      >"$OUT/moe-layer-moe-run.txt" 2>&1 &&
+    python3 bench/gpu/moe_layer_vs_torch.py compare "$layer" \
+      --moe-log "$OUT/moe-layer-moe-run.txt" \
+      --json "$OUT/moe_layer_vs_torch.json"; }; then
+    tail -5 "$OUT/moe-layer-moe-run.txt"
+    status=1
+  fi
+  rm -f "$layer/layer.onnx.data" "$layer/x.npy" "$layer/y.npy"
+else
+  echo "run.sh: no .gpu-programs/moe-layer; run" \
+    "bench/gpu/prepare-programs.sh here" >&2
   status=1
 fi
 
