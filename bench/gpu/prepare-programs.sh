@@ -9,6 +9,8 @@
 #   nccl1     a grid of one device (--single-device-grid): the collectives
 #             of expert parallelism run through NCCL with world size 1
 #             (moe-run --gpu-transport nccl)
+#   bf16      the one-gpu programs with bf16 feed-forward GEMMs
+#             (--gpu-precision bf16, --rtol / --atol 5e-2: see below)
 #   ep2       partitioned for 2 ranks (--plan ep=2; token counts rounded to
 #             even), both on the one GPU: NCCL refuses two ranks per
 #             device, so moe-run stages the collectives through the host
@@ -62,6 +64,22 @@ while read -r model dim_params int_high; do
   prepare ep2 "$model" "$even" "$int_high" "--ranks 2" --plan "ep=2" \
     --ranks 2
 done <test/e2e/models.txt
+# The one-GPU programs again with bf16 feed-forward GEMMs (moe-run
+# --gpu-precision bf16). Tolerance: bf16 keeps 8 significant bits, so each
+# rounding (input rows, weights, the gate / up products, the down output)
+# moves a value by up to 2^-9 relative; with f32 accumulation and a few
+# such roundings per layer the outputs of these small models stay within a
+# few 1e-3 of f32, and 5e-2 (elementwise, relative plus the same absolute
+# floor for values near zero) leaves room for the layers' errors adding up
+# while still failing on any layout or indexing error (errors of order 1).
+# A token whose next-layer router sees two experts within that error of
+# each other may route differently in bf16; that would show as a failure
+# of the model here, named in gpu-e2e.json.
+cp -r .gpu-programs/one-gpu .gpu-programs/bf16
+for flags in .gpu-programs/bf16/*/run-flags; do
+  echo "--gpu-precision bf16 --rtol 5e-2 --atol 5e-2" >"$flags"
+  count=$((count + 1))
+done
 # The whole MoE layer at Mixtral 8x7B sizes against PyTorch eager
 # (bench/gpu/moe_layer_vs_torch.py): its 5.6 GB of weights are generated on
 # the GPU machine, so only the graph and the program travel.

@@ -113,17 +113,20 @@ fi
 echo "== the MoE layer against PyTorch eager (Mixtral 8x7B sizes, 4096 tokens)"
 layer=.gpu-programs/moe-layer
 if [[ -f "$layer/model.moe" ]]; then
-  if ! { python3 bench/gpu/moe_layer_vs_torch.py data "$layer" &&
-    "$BUILD/bin/moe-run" "$layer/model.moe" --inputs "$layer/x.npy" \
-      --outputs "$layer/y.npy" --warmup 2 --iterations 10 \
-      >"$OUT/moe-layer-moe-run.txt" 2>&1 &&
-    python3 bench/gpu/moe_layer_vs_torch.py compare "$layer" \
-      --moe-log "$OUT/moe-layer-moe-run.txt" \
-      --json "$OUT/moe_layer_vs_torch.json"; }; then
-    tail -5 "$OUT/moe-layer-moe-run.txt"
+  if ! python3 bench/gpu/moe_layer_vs_torch.py data "$layer"; then
     status=1
+  else
+    for precision in f32 bf16; do
+      "$BUILD/bin/moe-run" "$layer/model.moe" --inputs "$layer/x.npy" \
+        --outputs "$layer/y-$precision.npy" --gpu-precision $precision \
+        --warmup 2 --iterations 10 >"$layer/moe-run-$precision.txt" 2>&1 ||
+        status=1
+      cp "$layer/moe-run-$precision.txt" "$OUT/moe-layer-moe-run-$precision.txt"
+    done
+    python3 bench/gpu/moe_layer_vs_torch.py compare "$layer" \
+      --json "$OUT/moe_layer_vs_torch.json" || status=1
   fi
-  rm -f "$layer/layer.onnx.data" "$layer/x.npy" "$layer/y.npy"
+  rm -f "$layer/layer.onnx.data" "$layer"/*.npy "$layer"/moe-run-*.txt
 else
   echo "run.sh: no .gpu-programs/moe-layer; run" \
     "bench/gpu/prepare-programs.sh here" >&2

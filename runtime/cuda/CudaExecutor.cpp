@@ -138,6 +138,11 @@ struct CudaExecutor::State {
   std::map<int, Tensor> hostValues;
   /// Host copies of the static integer values, kept from the load.
   std::map<int, Tensor> staticHostValues;
+  CudaOptions options;
+  /// Per operation: an FFN whose GEMMs run in bf16 (CudaOptions), and the
+  /// bf16 copies of its weights, by value.
+  std::vector<bool> lowPrecision;
+  std::map<int, void *> lowPrecisionWeights;
   /// Per combine op: the device array of each pair's row.
   std::map<size_t, int64_t *> rowOfPair;
   /// Per expert_ffn op: its experts' row offsets, on the host and the
@@ -336,12 +341,18 @@ std::string CudaExecutor::deviceName() const {
 Status CudaExecutor::create(Program program,
                             const std::string &programDirectory, int device,
                             std::unique_ptr<CudaExecutor> &executor,
-                            Communicator *world) {
+                            Communicator *world, const CudaOptions &options) {
   executor.reset(new CudaExecutor());
   executor->state_ = std::make_unique<State>();
   State &s = *executor->state_;
   s.program = std::move(program);
   s.deviceIndex = device;
+  s.options = options;
+  if (options.feedForwardType != DType::F32 &&
+      options.feedForwardType != DType::BF16)
+    return Status::error(std::string("feed-forward GEMMs in ") +
+                         dtypeName(options.feedForwardType) +
+                         " are not supported (f32 and bf16 are)");
   const Program &p = s.program;
   // What the backend cannot run is named first: that needs no GPU.
   if (Status status = checkCudaSupport(p); !status)
@@ -415,6 +426,25 @@ Status CudaExecutor::create(Program program,
   // Only what the operations of this rank read goes to the device: static
   // values read at run time stay, those read only by the static
   // operations (a weight before its slice) go once the load is done.
+  // FFNs on weights alone run their GEMMs in bf16 when asked: they read
+  // bf16 copies of those weights, made at the end of the load.
+  s.lowPrecision.assign(p.operations.size(), false);
+  auto weightOperands = [](const Operation &op) {
+    int shift = op.op == "expert_ffn" ? 1 : 0;
+    return std::vector<int>{op.operands[1 + shift], op.operands[2 + shift],
+                            op.operands[3 + shift]};
+  };
+  for (size_t i = 0; i < p.operations.size(); ++i) {
+    const Operation &op = p.operations[i];
+    if (s.options.feedForwardType != DType::BF16 || !s.runsHere[i] ||
+        (op.op != "expert_ffn" && op.op != "ffn") ||
+        s.isStatic[op.results.front()])
+      continue;
+    bool staticWeights = true;
+    for (int id : weightOperands(op))
+      staticWeights = staticWeights && (id < 0 || s.isStatic[id]);
+    s.lowPrecision[i] = staticWeights;
+  }
   std::vector<bool> readAtLoad(p.numValues, false),
       readAtRun(p.numValues, false);
   for (size_t i = 0; i < p.operations.size(); ++i) {
@@ -422,8 +452,12 @@ Status CudaExecutor::create(Program program,
     if (!s.runsHere[i])
       continue;
     bool atLoad = !op.results.empty() && s.isStatic[op.results.front()];
+    std::vector<int> converted =
+        s.lowPrecision[i] ? weightOperands(op) : std::vector<int>();
+    // The weights of a bf16 FFN are converted from their host copies.
     for (int operand : op.operands)
-      if (operand >= 0)
+      if (operand >= 0 && std::find(converted.begin(), converted.end(),
+                                    operand) == converted.end())
         (atLoad ? readAtLoad : readAtRun)[operand] = true;
   }
   for (const OutputDecl &output : p.outputs)
@@ -501,7 +535,15 @@ Status CudaExecutor::create(Program program,
       int64_t rows = numElements(input.shape) / input.shape.back();
       int64_t ffn = s.types[op.operands[expert ? 3 : 2]].shape.back();
       bool gated = op.operands[expert ? 2 : 1] >= 0;
-      sizes.assign(gated ? 2 : 1, rows * ffn * int64_t(sizeof(float)));
+      if (s.lowPrecision[i]) {
+        // bf16 gate and up products, input rows and output rows.
+        int64_t half = 2;
+        sizes = {rows * ffn * half, gated ? rows * ffn * half : 0,
+                 rows * input.shape.back() * half,
+                 rows * input.shape.back() * half};
+      } else {
+        sizes.assign(gated ? 2 : 1, rows * ffn * int64_t(sizeof(float)));
+      }
     } else if (op.op == "all_gather") {
       // Pieces along an inner axis are gathered rank-major first.
       const Shape &shape = s.types[op.operands[0]].shape;
@@ -566,6 +608,27 @@ Status CudaExecutor::create(Program program,
   }
   if (cudaError_t error = cudaStreamSynchronize(s.stream); error != cudaSuccess)
     return Status::error("running the static operations: " + cudaText(error));
+  // The bf16 copies of the weights of bf16 FFNs, converted on the host.
+  for (size_t i = 0; i < p.operations.size(); ++i) {
+    if (!s.lowPrecision[i])
+      continue;
+    for (int id : weightOperands(p.operations[i])) {
+      if (id < 0 || s.lowPrecisionWeights.count(id))
+        continue;
+      Tensor low(DType::BF16, host[id].shape());
+      convert(host[id], low);
+      void *pointer = nullptr;
+      if (Status status = s.allocate(low.sizeInBytes(), pointer); !status)
+        return status;
+      if (cudaError_t error = cudaMemcpy(pointer, low.data(), low.sizeInBytes(),
+                                         cudaMemcpyHostToDevice);
+          error != cudaSuccess)
+        return Status::error("uploading the bf16 copy of value " +
+                             std::to_string(id) + ": " + cudaText(error));
+      s.lowPrecisionWeights[id] = pointer;
+      s.weightBytes += low.sizeInBytes();
+    }
+  }
   // Static values no run reads leave the device.
   std::vector<void *> released;
   for (int id = 0; id < p.numValues; ++id) {
@@ -1135,8 +1198,22 @@ Status CudaExecutor::State::runFeedForward(size_t index) {
   int64_t rows = numElements(input.shape) / hidden;
   int64_t ffn = types[op.operands[upOperand]].shape.back();
   bool gated = op.operands[gateOperand] >= 0;
-  float *first = static_cast<float *>(scratch[index][0]);
-  float *second = gated ? static_cast<float *>(scratch[index][1]) : nullptr;
+  // The storage type of the GEMMs' operands (f32 accumulation either way);
+  // a bf16 FFN converts its input rows first and its output rows last.
+  DType compute = lowPrecision[index] ? DType::BF16 : DType::F32;
+  void *first = scratch[index][0];
+  void *second = gated ? scratch[index][1] : nullptr;
+  const void *x = device[op.operands[0]];
+  void *out = device[op.results[0]];
+  if (compute == DType::BF16) {
+    if (Status status =
+            convertElements(DType::F32, x, DType::BF16, scratch[index][2],
+                            rows * hidden, stream);
+        !status)
+      return status;
+    x = scratch[index][2];
+    out = scratch[index][3];
+  }
 
   const std::vector<int64_t> *groups = nullptr;
   std::vector<int64_t> expertCounts;
@@ -1172,38 +1249,46 @@ Status CudaExecutor::State::runFeedForward(size_t index) {
 
   const float one = 1.0f, zero = 0.0f;
   // out[rows, n] = in[rows, k] @ w[k, n] (row-major, so cuBLAS computes
-  // the column-major out^T = w^T in^T), or per expert group.
-  auto product = [&](const void *in, const void *w, float *out, int64_t k,
+  // the column-major out^T = w^T in^T), or per expert group; a bf16 dense
+  // FFN is one group.
+  std::vector<int64_t> allRows{rows};
+  auto product = [&](const void *in, const void *w, void *result, int64_t k,
                      int64_t n) -> Status {
-    if (expert)
-      return expertGemm->run(DType::F32, in, *groups, k, n, w, out);
-    if (cublasStatus_t status =
-            cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, n, rows, k, &one,
-                        static_cast<const float *>(w), n,
-                        static_cast<const float *>(in), k, &zero, out, n);
+    if (expert || compute != DType::F32)
+      return expertGemm->run(compute, in, expert ? *groups : allRows, k, n, w,
+                             result);
+    if (cublasStatus_t status = cublasSgemm(
+            blas, CUBLAS_OP_N, CUBLAS_OP_N, n, rows, k, &one,
+            static_cast<const float *>(w), n, static_cast<const float *>(in), k,
+            &zero, static_cast<float *>(result), n);
         status != CUBLAS_STATUS_SUCCESS)
       return Status::error(std::string("cuBLAS: ") +
                            cublasGetStatusString(status));
     return Status::success();
   };
-  auto bias = [&](int operand, float *values, int64_t columns) -> Status {
+  auto bias = [&](int operand, DType dtype, void *values,
+                  int64_t columns) -> Status {
     operand += shift;
     if (op.operands.size() <= static_cast<size_t>(operand) ||
         op.operands[operand] < 0)
       return Status::success();
-    return addBias(values,
+    return addBias(dtype, values,
                    static_cast<const float *>(device[op.operands[operand]]),
                    offsets, experts, biasedRows, columns, stream);
   };
+  // A weight as the GEMMs read it: its bf16 copy on the bf16 path.
+  auto weight = [&](int operand) -> const void * {
+    int id = op.operands[operand];
+    return compute == DType::BF16 ? lowPrecisionWeights.at(id) : device[id];
+  };
   // One projection: the product with a weight, then its bias.
-  auto project = [&](const void *in, int weight, int biasOperand, float *out,
-                     int64_t k, int64_t n) -> Status {
-    if (Status status = product(in, device[op.operands[weight]], out, k, n);
+  auto project = [&](const void *in, int weightOperand, int biasOperand,
+                     void *result, int64_t k, int64_t n) -> Status {
+    if (Status status = product(in, weight(weightOperand), result, k, n);
         !status)
       return status;
-    return bias(biasOperand, out, n);
+    return bias(biasOperand, compute, result, n);
   };
-  const void *x = device[op.operands[0]];
   if (gated)
     if (Status status = project(x, gateOperand, 4, first, hidden, ffn); !status)
       return status;
@@ -1211,12 +1296,22 @@ Status CudaExecutor::State::runFeedForward(size_t index) {
           project(x, upOperand, 5, gated ? second : first, hidden, ffn);
       !status)
     return status;
-  if (Status status = activate(op.attrs.getString("activation"), first, second,
-                               rows * ffn, stream);
+  if (Status status = activate(op.attrs.getString("activation"), compute, first,
+                               second, rows * ffn, stream);
       !status)
     return status;
-  return project(first, downOperand, 6,
-                 static_cast<float *>(device[op.results[0]]), ffn, hidden);
+  if (compute == DType::F32)
+    return project(first, downOperand, 6, out, ffn, hidden);
+  // bf16: the down projection's rows back to f32, then its bias in f32.
+  if (Status status = product(first, weight(downOperand), out, ffn, hidden);
+      !status)
+    return status;
+  float *result = static_cast<float *>(device[op.results[0]]);
+  if (Status status = convertElements(DType::BF16, out, DType::F32, result,
+                                      rows * hidden, stream);
+      !status)
+    return status;
+  return bias(6, DType::F32, result, hidden);
 }
 
 Status CudaExecutor::State::runCombine(size_t index) {

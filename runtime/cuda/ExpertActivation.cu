@@ -3,12 +3,14 @@
 // Part of moe-compiler's runtime (CUDA backend).
 //
 // Between an expert's two GEMMs: one element-wise pass over the
-// intermediate rows, bandwidth bound like the permute kernels.
+// intermediate rows, bandwidth bound like the permute kernels; f32 or bf16
+// storage, f32 math. Also the f32 <-> bf16 conversions of the bf16 path.
 //
 //===----------------------------------------------------------------------===//
 
 #include "moe/Runtime/CudaExpertGemm.h"
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 namespace moe::rt::cuda {
@@ -16,11 +18,20 @@ namespace {
 
 enum class Kind { Relu, Gelu, GeluTanh, Silu, Identity, SwiGLU };
 
-__global__ void activateKernel(float *values, const float *up, int64_t n,
-                               Kind kind) {
+__device__ float load(const float *values, int64_t i) { return values[i]; }
+__device__ float load(const __nv_bfloat16 *values, int64_t i) {
+  return __bfloat162float(values[i]);
+}
+__device__ void store(float *values, int64_t i, float x) { values[i] = x; }
+__device__ void store(__nv_bfloat16 *values, int64_t i, float x) {
+  values[i] = __float2bfloat16_rn(x);
+}
+
+template <typename T>
+__global__ void activateKernel(T *values, const T *up, int64_t n, Kind kind) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
        i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float x = values[i];
+    float x = load(values, i);
     switch (kind) {
     case Kind::Relu:
       x = fmaxf(x, 0.0f);
@@ -38,16 +49,24 @@ __global__ void activateKernel(float *values, const float *up, int64_t n,
     case Kind::Identity:
       break;
     case Kind::SwiGLU:
-      x = x / (1.0f + expf(-x)) * up[i];
+      x = x / (1.0f + expf(-x)) * load(up, i);
       break;
     }
-    values[i] = x;
+    store(values, i, x);
   }
+}
+
+template <typename From, typename To>
+__global__ void convertKernel(const From *source, To *target, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+       i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    store(target, i, load(source, i));
 }
 
 /// rows[r, c] += bias[c], or with `offsets` bias[e, c] for the expert e
 /// whose rows [offsets[e], offsets[e + 1]) hold r.
-__global__ void addBiasKernel(float *rows, const float *bias,
+template <typename T>
+__global__ void addBiasKernel(T *rows, const float *bias,
                               const int64_t *offsets, int64_t experts,
                               int64_t numRows, int64_t columns) {
   for (int64_t row = blockIdx.x; row < numRows; row += gridDim.x) {
@@ -63,8 +82,10 @@ __global__ void addBiasKernel(float *rows, const float *bias,
       }
       rowBias = bias + low * columns;
     }
-    for (int64_t c = threadIdx.x; c < columns; c += blockDim.x)
-      rows[row * columns + c] += rowBias[c];
+    for (int64_t c = threadIdx.x; c < columns; c += blockDim.x) {
+      int64_t i = row * columns + c;
+      store(rows, i, load(rows, i) + rowBias[c]);
+    }
   }
 }
 
@@ -74,22 +95,73 @@ Status launchStatus(const char *what) {
   return Status::success();
 }
 
+/// Grid-stride blocks for `n` elements.
+unsigned blocksFor(int64_t n, int threads) {
+  return static_cast<unsigned>(
+      std::min<int64_t>((n + threads - 1) / threads, 65535));
+}
+
+Status unsupportedType(const char *what, DType dtype) {
+  return Status::error(std::string(what) + ": " + dtypeName(dtype) +
+                       " is not supported (f32 and bf16 are)");
+}
+
 } // namespace
+
+Status addBias(DType dtype, void *rows, const float *bias,
+               const int64_t *offsets, int64_t experts, int64_t numRows,
+               int64_t columns, void *stream) {
+  if (numRows <= 0 || columns <= 0)
+    return Status::success();
+  unsigned blocks = static_cast<unsigned>(std::min<int64_t>(numRows, 65535));
+  auto cudaStream = static_cast<cudaStream_t>(stream);
+  if (dtype == DType::F32)
+    addBiasKernel<<<blocks, 256, 0, cudaStream>>>(
+        static_cast<float *>(rows), bias, offsets, experts, numRows, columns);
+  else if (dtype == DType::BF16)
+    addBiasKernel<<<blocks, 256, 0, cudaStream>>>(
+        static_cast<__nv_bfloat16 *>(rows), bias, offsets, experts, numRows,
+        columns);
+  else
+    return unsupportedType("bias kernel", dtype);
+  return launchStatus("bias kernel");
+}
 
 Status addBias(float *rows, const float *bias, const int64_t *offsets,
                int64_t experts, int64_t numRows, int64_t columns,
                void *stream) {
-  if (numRows <= 0 || columns <= 0)
+  return addBias(DType::F32, rows, bias, offsets, experts, numRows, columns,
+                 stream);
+}
+
+Status convertElements(DType from, const void *source, DType to, void *target,
+                       int64_t n, void *stream) {
+  if (n <= 0)
     return Status::success();
-  int64_t blocks = std::min<int64_t>(numRows, 65535);
-  addBiasKernel<<<static_cast<unsigned>(blocks), 256, 0,
-                  static_cast<cudaStream_t>(stream)>>>(
-      rows, bias, offsets, experts, numRows, columns);
-  return launchStatus("bias kernel");
+  unsigned blocks = blocksFor(n, 256);
+  auto cudaStream = static_cast<cudaStream_t>(stream);
+  if (from == DType::F32 && to == DType::BF16)
+    convertKernel<<<blocks, 256, 0, cudaStream>>>(
+        static_cast<const float *>(source),
+        static_cast<__nv_bfloat16 *>(target), n);
+  else if (from == DType::BF16 && to == DType::F32)
+    convertKernel<<<blocks, 256, 0, cudaStream>>>(
+        static_cast<const __nv_bfloat16 *>(source),
+        static_cast<float *>(target), n);
+  else
+    return Status::error(std::string("conversion from ") + dtypeName(from) +
+                         " to " + dtypeName(to) +
+                         " is not supported (f32 <-> bf16 is)");
+  return launchStatus("conversion kernel");
 }
 
 Status activate(const std::string &activation, float *values, const float *up,
                 int64_t n, void *stream) {
+  return activate(activation, DType::F32, values, up, n, stream);
+}
+
+Status activate(const std::string &activation, DType dtype, void *values,
+                const void *up, int64_t n, void *stream) {
   Kind kind;
   if (activation == "relu")
     kind = Kind::Relu;
@@ -110,10 +182,17 @@ Status activate(const std::string &activation, float *values, const float *up,
         (activation == "swiglu" ? " without a gate weight" : ""));
   if (n <= 0)
     return Status::success();
-  int threads = 256;
-  int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65535);
-  activateKernel<<<static_cast<unsigned>(blocks), threads, 0,
-                   static_cast<cudaStream_t>(stream)>>>(values, up, n, kind);
+  unsigned blocks = blocksFor(n, 256);
+  auto cudaStream = static_cast<cudaStream_t>(stream);
+  if (dtype == DType::F32)
+    activateKernel<<<blocks, 256, 0, cudaStream>>>(
+        static_cast<float *>(values), static_cast<const float *>(up), n, kind);
+  else if (dtype == DType::BF16)
+    activateKernel<<<blocks, 256, 0, cudaStream>>>(
+        static_cast<__nv_bfloat16 *>(values),
+        static_cast<const __nv_bfloat16 *>(up), n, kind);
+  else
+    return unsupportedType("activation kernel", dtype);
   return launchStatus("activation kernel");
 }
 

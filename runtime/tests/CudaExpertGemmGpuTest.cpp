@@ -154,3 +154,131 @@ INSTANTIATE_TEST_SUITE_P(
         GemmCase{DType::BF16, {128, 1, 3, 40}, 5, 512, 256, 1e-2}));
 
 } // namespace
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// The bf16 path's element-wise kernels
+//===----------------------------------------------------------------------===//
+
+class Bf16KernelsGpu : public testing::Test {
+protected:
+  void SetUp() override {
+    std::string why;
+    if (!deviceAvailable(why)) {
+      std::printf("SKIP: GPU test not run: %s\n", why.c_str());
+      GTEST_SKIP() << why;
+    }
+  }
+};
+
+/// Values that exercise rounding: ties, subnormals, infinities, NaN.
+std::vector<float> awkwardValues() {
+  std::vector<float> values = {0.0f,        -0.0f,       1.0f,     -2.5f,
+                               1.00390625f, 1.01171875f, 3.0e-39f, 65504.0f,
+                               INFINITY,    -INFINITY,   NAN};
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (int i = 0; i < 1000; ++i)
+    values.push_back(normal(rng));
+  return values;
+}
+
+TEST_F(Bf16KernelsGpu, ConversionsRoundToNearestEvenAsTheHost) {
+  std::vector<float> values = awkwardValues();
+  int64_t n = static_cast<int64_t>(values.size());
+  float *source, *back;
+  uint16_t *low;
+  ASSERT_EQ(cudaMalloc(&source, n * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&back, n * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&low, n * 2), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(source, values.data(), n * 4, cudaMemcpyHostToDevice),
+            cudaSuccess);
+  ASSERT_TRUE(convertElements(DType::F32, source, DType::BF16, low, n));
+  ASSERT_TRUE(convertElements(DType::BF16, low, DType::F32, back, n));
+  std::vector<uint16_t> bits(n);
+  std::vector<float> widened(n);
+  ASSERT_EQ(cudaMemcpy(bits.data(), low, n * 2, cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(widened.data(), back, n * 4, cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  for (int64_t i = 0; i < n; ++i) {
+    // moe::rt::floatToBfloat16 is the host's conversion (Tensor.h).
+    uint16_t expected = floatToBfloat16(values[i]);
+    if (std::isnan(values[i])) {
+      EXPECT_TRUE(std::isnan(widened[i])) << "element " << i;
+      continue;
+    }
+    EXPECT_EQ(bits[i], expected) << "element " << i << " = " << values[i];
+    EXPECT_EQ(widened[i], bfloat16ToFloat(expected)) << "element " << i;
+  }
+  EXPECT_FALSE(convertElements(DType::F32, source, DType::F16, low, n));
+  cudaFree(source);
+  cudaFree(back);
+  cudaFree(low);
+}
+
+TEST_F(Bf16KernelsGpu, SwiGLUAndBiasOnBf16Rows) {
+  // 3 rows of 4 columns: bias per expert (rows 0-1 expert 0, row 2 expert
+  // 1), then silu(gate) * up, all stored as bf16 and computed in f32.
+  const int64_t rows = 3, columns = 4;
+  std::vector<float> gate(rows * columns), up(rows * columns),
+      bias = {0.5f, -1.0f, 2.0f, 0.0f, -0.25f, 1.5f, 0.0f, 3.0f};
+  for (int64_t i = 0; i < rows * columns; ++i) {
+    gate[i] = bfloat16ToFloat(floatToBfloat16(0.37f * i - 2.0f));
+    up[i] = bfloat16ToFloat(floatToBfloat16(1.0f - 0.21f * i));
+  }
+  std::vector<int64_t> offsets = {0, 2, 3};
+  auto toBits = [](const std::vector<float> &values) {
+    std::vector<uint16_t> bits;
+    for (float value : values)
+      bits.push_back(floatToBfloat16(value));
+    return bits;
+  };
+  uint16_t *gateDevice, *upDevice;
+  float *biasDevice;
+  int64_t *offsetsDevice;
+  ASSERT_EQ(cudaMalloc(&gateDevice, rows * columns * 2), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&upDevice, rows * columns * 2), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&biasDevice, bias.size() * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&offsetsDevice, offsets.size() * 8), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(gateDevice, toBits(gate).data(), rows * columns * 2,
+                       cudaMemcpyHostToDevice),
+            cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(upDevice, toBits(up).data(), rows * columns * 2,
+                       cudaMemcpyHostToDevice),
+            cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(biasDevice, bias.data(), bias.size() * 4,
+                       cudaMemcpyHostToDevice),
+            cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(offsetsDevice, offsets.data(), offsets.size() * 8,
+                       cudaMemcpyHostToDevice),
+            cudaSuccess);
+  ASSERT_TRUE(addBias(DType::BF16, gateDevice, biasDevice, offsetsDevice, 2,
+                      rows, columns));
+  ASSERT_TRUE(
+      activate("swiglu", DType::BF16, gateDevice, upDevice, rows * columns));
+  std::vector<uint16_t> bits(rows * columns);
+  ASSERT_EQ(cudaMemcpy(bits.data(), gateDevice, rows * columns * 2,
+                       cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < columns; ++c) {
+      int64_t i = r * columns + c;
+      int64_t expert = r < 2 ? 0 : 1;
+      float biased = bfloat16ToFloat(
+          floatToBfloat16(gate[i] + bias[expert * columns + c]));
+      float expected = biased / (1.0f + std::exp(-biased)) * up[i];
+      // One bf16 rounding of the result (the device's expf may differ from
+      // the host's in the last f32 bit).
+      EXPECT_NEAR(bfloat16ToFloat(bits[i]), expected,
+                  std::abs(expected) * 0.0079f + 1e-6f)
+          << "row " << r << ", column " << c;
+    }
+  cudaFree(gateDevice);
+  cudaFree(upDevice);
+  cudaFree(biasDevice);
+  cudaFree(offsetsDevice);
+}
+
+} // namespace

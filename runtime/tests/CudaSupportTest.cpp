@@ -117,6 +117,21 @@ TEST(CudaSupportTest, RunsTheCollectivesAndCountsOfExpertParallelism) {
   EXPECT_TRUE(status) << status.message;
 }
 
+TEST(CudaSupportTest, RefusesAFeedForwardTypeItHasNoKernelsFor) {
+  // Checked before anything needs a GPU.
+  cuda::CudaOptions options;
+  options.feedForwardType = DType::F16;
+  std::unique_ptr<cuda::CudaExecutor> executor;
+  Status status =
+      cuda::CudaExecutor::create(parse("input 0 x f32 4\noutput 0 y\n"), ".", 0,
+                                 executor, nullptr, options);
+  ASSERT_FALSE(status);
+  EXPECT_NE(status.message.find("feed-forward GEMMs in f16 are not "
+                                "supported (f32 and bf16 are)"),
+            std::string::npos)
+      << status.message;
+}
+
 TEST(CudaSupportTest, LaunchesMakeACudaProgram) {
   Program program =
       parse("gpu-module k0 .version%208.0\ninput 0 x f32 4\n"

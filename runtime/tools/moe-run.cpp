@@ -77,6 +77,13 @@ options:
                           GPU of its own and NCCL was built, else staged).
                           Rank r uses GPU r mod the number of GPUs. nccl on
                           one rank runs a one-device program through NCCL
+  --gpu-precision P       for programs compiled with --target cuda, the
+                          storage type of the feed-forward GEMMs (experts,
+                          shared experts): f32 (the default, the reference)
+                          or bf16 (weights converted at load, f32
+                          accumulation; attention and routing stay f32).
+                          bf16 results differ from f32 ones by about 1e-2
+                          relative: compare with --rtol / --atol to match
   --help                  this text
 
 example:
@@ -107,6 +114,7 @@ struct Options {
   int ranks = 0; ///< 0: as many as the program is partitioned for
   std::string trace, expertLoad;
   std::string gpuTransport = "auto";
+  std::string gpuPrecision = "f32";
 };
 
 bool parseNumber(const char *text, double &value) {
@@ -131,6 +139,17 @@ int parseArgs(int argc, char **argv, Options &options) {
     if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
+    } else if (arg == "--gpu-precision") {
+      if (!value(text))
+        return 2;
+      options.gpuPrecision = text;
+      if (options.gpuPrecision != "f32" && options.gpuPrecision != "bf16") {
+        std::fprintf(stderr,
+                     "moe-run: --gpu-precision must be f32 or bf16, got "
+                     "'%s'\n",
+                     text);
+        return 2;
+      }
     } else if (arg == "--gpu-transport") {
       if (!value(text))
         return 2;
@@ -572,9 +591,13 @@ public:
         status && launch.size > 1 && launch.localRank >= 0)
       local = launch.localRank;
     device_ = devices > 0 ? local % devices : 0;
+    cuda::CudaOptions gpuOptions;
+    gpuOptions.feedForwardType =
+        options.gpuPrecision == "bf16" ? DType::BF16 : DType::F32;
+    bf16_ = options.gpuPrecision == "bf16";
     if (devices == 0) // The executor says why it needs a GPU.
       return cuda::CudaExecutor::create(program, directoryOf(options.program),
-                                        device_, gpu_);
+                                        device_, gpu_, nullptr, gpuOptions);
     // A partitioned program's collectives need a communicator of device
     // memory; so does `--gpu-transport nccl` on one rank (its grid of one).
     std::string transport = options.gpuTransport;
@@ -623,7 +646,8 @@ public:
       transport_ = deviceWorld_->transport();
     }
     return cuda::CudaExecutor::create(program, directoryOf(options.program),
-                                      device_, gpu_, deviceWorld_.get());
+                                      device_, gpu_, deviceWorld_.get(),
+                                      gpuOptions);
 #else
     (void)inputs;
     return Status::error(
@@ -672,9 +696,10 @@ public:
 #ifdef MOE_RUN_WITH_CUDA
     std::snprintf(text, sizeof(text),
                   "%.1f MB of weights and a %.1f MB activation arena on %s "
-                  "(GPU %d)",
+                  "(GPU %d%s)",
                   gpu_->weightBytes() / 1e6, gpu_->arenaBytes() / 1e6,
-                  gpu_->deviceName().c_str(), device_);
+                  gpu_->deviceName().c_str(), device_,
+                  bf16_ ? ", bf16 feed-forward GEMMs" : "");
     return text;
 #else
     return "";
@@ -692,6 +717,7 @@ private:
 #ifdef MOE_RUN_WITH_CUDA
   const std::vector<Tensor> *inputs_ = nullptr;
   int device_ = 0;
+  bool bf16_ = false;
   // Destroyed in reverse: the executor, its device world, the bootstrap.
   std::vector<std::unique_ptr<Communicator>> bootstrap_;
   std::unique_ptr<Communicator> deviceWorld_;

@@ -16,7 +16,8 @@
 //                dimensions; f32)
 //   dispatch     the expert order on the host (a counting sort, as the CPU
 //                backend's), then the permute kernel (CudaPermute.h)
-//   expert_ffn   grouped GEMMs (CudaExpertGemm.h) around the activation
+//   expert_ffn   grouped GEMMs (CudaExpertGemm.h) around the activation, f32
+//                or bf16 storage (CudaOptions)
 //   combine      the weighted unpermute kernel
 //   collectives  all_reduce, all_gather, ragged_all_to_all, stage_transfer
 //                through the rank's communicator on device memory (NCCL, or
@@ -69,6 +70,16 @@ int deviceCount();
 /// the first it cannot, named by line, and why. Needs no GPU.
 Status checkCudaSupport(const Program &program);
 
+/// How the CUDA backend computes.
+struct CudaOptions {
+  /// The storage type of the feed-forward GEMMs (expert_ffn and ffn on
+  /// weights alone: their weights, input rows and intermediate rows), with
+  /// f32 accumulation: F32 (the reference) or BF16 (weights converted at
+  /// load, rows converted around the FFN). Other GEMMs (attention, the
+  /// router, output heads) stay f32, so routing decisions see f32 logits.
+  DType feedForwardType = DType::F32;
+};
+
 class CudaExecutor {
 public:
   /// Loads `program` onto GPU `device`; weight files are found as the CPU
@@ -79,7 +90,8 @@ public:
   /// without one.
   static Status create(Program program, const std::string &programDirectory,
                        int device, std::unique_ptr<CudaExecutor> &executor,
-                       Communicator *world = nullptr);
+                       Communicator *world = nullptr,
+                       const CudaOptions &options = CudaOptions());
   ~CudaExecutor();
 
   const Program &program() const;

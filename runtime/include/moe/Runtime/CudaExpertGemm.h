@@ -56,6 +56,10 @@ private:
 /// products). Fails, naming it, on another activation.
 Status activate(const std::string &activation, float *values, const float *up,
                 int64_t n, void *stream = nullptr);
+/// The same on f32 or bf16 `values` and `up` (f32 math, rounded to nearest
+/// even when stored as bf16).
+Status activate(const std::string &activation, DType dtype, void *values,
+                const void *up, int64_t n, void *stream = nullptr);
 
 /// Adds a bias to each of `numRows` device rows of `columns` floats: the
 /// same `bias` [columns] to all, or, with `offsets` (device, experts + 1
@@ -64,6 +68,15 @@ Status activate(const std::string &activation, float *values, const float *up,
 Status addBias(float *rows, const float *bias, const int64_t *offsets,
                int64_t experts, int64_t numRows, int64_t columns,
                void *stream = nullptr);
+/// The same on f32 or bf16 `rows` (an f32 bias).
+Status addBias(DType dtype, void *rows, const float *bias,
+               const int64_t *offsets, int64_t experts, int64_t numRows,
+               int64_t columns, void *stream = nullptr);
+
+/// Converts `n` device elements from f32 to bf16 (rounding to nearest
+/// even, as moe::rt::floatToBfloat16) or from bf16 to f32.
+Status convertElements(DType from, const void *source, DType to, void *target,
+                       int64_t n, void *stream = nullptr);
 
 } // namespace moe::rt::cuda
 
