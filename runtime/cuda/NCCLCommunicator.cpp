@@ -197,6 +197,19 @@ protected:
                      const int64_t *recvCounts, size_t rowBytes) override {
     const char *from = static_cast<const char *>(send);
     char *to = static_cast<char *>(recv);
+#if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE >= NCCL_VERSION(2, 28, 0)
+    // Even counts (capacity mode, equal splits): NCCL's own all-to-all.
+    bool even = true;
+    for (int peer = 0; peer < size(); ++peer)
+      even = even && sendCounts[peer] == sendCounts[0] &&
+             recvCounts[peer] == sendCounts[0];
+    if (even && sendCounts[0] > 0)
+      return launch(step, [&] {
+        return ncclAlltoAll(send, recv,
+                            static_cast<size_t>(sendCounts[0]) * rowBytes,
+                            ncclUint8, comm_, stream_);
+      });
+#endif
     return launch(step, [&] {
       ncclGroupStart();
       size_t sent = 0, received = 0;

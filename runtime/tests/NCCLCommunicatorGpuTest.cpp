@@ -160,6 +160,27 @@ TEST_F(NCCLGpu, RaggedAllToAllWithZeroCounts) {
   });
 }
 
+TEST_F(NCCLGpu, RaggedAllToAllWithEvenCounts) {
+  // Two rows to every peer, row i to peer p holding {100 r + p, i}: the
+  // even exchange goes through ncclAlltoAll (NCCL 2.28 and later).
+  onRanks([&](int rank, Communicator &comm) {
+    std::vector<int64_t> sendCounts(ranks, 2), recvCounts(ranks, -1);
+    std::vector<float> rows, expected;
+    for (int peer = 0; peer < ranks; ++peer)
+      for (int64_t i = 0; i < 2; ++i) {
+        rows.insert(rows.end(), {100.0f * rank + peer, float(i)});
+        expected.insert(expected.end(), {100.0f * peer + rank, float(i)});
+      }
+    DeviceBuffer<float> send(rows);
+    DeviceBuffer<float> recv(std::vector<float>(4 * ranks, -1.0f));
+    ASSERT_TRUE(comm.raggedAllToAll(send.data, sendCounts.data(), recv.data,
+                                    2 * ranks, recvCounts.data(),
+                                    2 * sizeof(float)));
+    EXPECT_EQ(recvCounts, std::vector<int64_t>(ranks, 2));
+    EXPECT_EQ(recv.read(), expected);
+  });
+}
+
 TEST_F(NCCLGpu, RingSendRecvBarrierAndSplit) {
   onRanks([&](int rank, Communicator &comm) {
     int next = (rank + 1) % ranks, previous = (rank + ranks - 1) % ranks;

@@ -160,7 +160,8 @@ public:
   /// has room for `recvCapacityRows` rows; receiving more is an error that
   /// fails the job.
   /// NCCL: an exchange of the counts, then grouped ncclSend / ncclRecv per
-  /// peer. MPI: MPI_Alltoall of the counts, then MPI_Alltoallv.
+  /// peer, or ncclAlltoAll when every count is the same (NCCL 2.28 and
+  /// later). MPI: MPI_Alltoall of the counts, then MPI_Alltoallv.
   /// In place: never; `send` and `recv` must not overlap.
   Status raggedAllToAll(const void *send, const int64_t *sendCounts, void *recv,
                         int64_t recvCapacityRows, int64_t *recvCounts,
