@@ -11,6 +11,7 @@
 #             (moe-run --gpu-transport nccl)
 #   bf16      the one-gpu programs with bf16 feed-forward GEMMs
 #             (--gpu-precision bf16, --rtol / --atol 5e-2: see below)
+#   capacity  capacity mode (test/e2e/capacity_mode.py), 1 to 4 ranks
 #   ep2       partitioned for 2 ranks (--plan ep=2; token counts rounded to
 #             even), both on the one GPU: NCCL refuses two ranks per
 #             device, so moe-run stages the collectives through the host
@@ -80,6 +81,19 @@ for flags in .gpu-programs/bf16/*/run-flags; do
   echo "--gpu-precision bf16 --rtol 5e-2 --atol 5e-2" >"$flags"
   count=$((count + 1))
 done
+# Capacity mode (test/e2e/capacity_mode.py): 3 models x {1, ep=2, ep=2 x
+# tp=2} ranks x {nothing dropped, half dropped}, against onnxruntime or the
+# numpy reference of the drop policy.
+.venv/bin/python test/e2e/capacity_mode.py --bin "$BUILD/bin" \
+  --work .gpu-programs/capacity-work --target cuda \
+  --prepare .gpu-programs/capacity >.gpu-programs/capacity.log 2>&1 || {
+  echo "prepare-programs.sh: capacity mode failed; see" \
+    ".gpu-programs/capacity.log" >&2
+  exit 1
+}
+rm -rf .gpu-programs/capacity-work
+count=$((count + $(ls -d .gpu-programs/capacity/*-cuda | wc -l)))
+
 # The whole MoE layer at Mixtral 8x7B sizes against PyTorch eager
 # (bench/gpu/moe_layer_vs_torch.py): its 5.6 GB of weights are generated on
 # the GPU machine, so only the graph and the program travel.

@@ -282,9 +282,6 @@ Status checkCudaSupport(const Program &program) {
     if (op.op == "expert_ffn" || op.op == "ffn") {
       // expert_ffn: rows, counts, gate, ...; ffn: input, gate, ...
       bool expert = op.op == "expert_ffn";
-      if (expert && op.attrs.has("capacity"))
-        return refuse("capacity mode is not supported by the CUDA backend "
-                      "yet");
       for (size_t i = 0; i < op.operands.size(); ++i)
         if (!(expert && i == 1) && op.operands[i] >= 0 &&
             dtypeOf(i) != DType::F32)
@@ -1216,14 +1213,33 @@ Status CudaExecutor::State::runFeedForward(size_t index) {
   }
 
   const std::vector<int64_t> *groups = nullptr;
-  std::vector<int64_t> expertCounts;
+  std::vector<int64_t> expertCounts, paddedCounts;
   int64_t experts = 1, biasedRows = rows;
   int64_t *offsets = nullptr;
+  // Capacity mode: expert e owns rows [e*C, (e+1)*C), its counts[e] rows
+  // first; the GEMMs run over whole blocks (the padding rows are zero),
+  // and the padding rows of the result are zeroed afterwards, as on the CPU.
+  int64_t capacity =
+      expert && op.attrs.has("capacity") ? op.attrs.getInt("capacity") : -1;
   if (expert) {
     if (Status status = hostIndices(op.operands[1], expertCounts); !status)
       return status;
     groups = &expertCounts;
     experts = static_cast<int64_t>(groups->size());
+    if (capacity >= 0) {
+      if (capacity < 1 || rows != experts * capacity)
+        return Status::error("capacity " + std::to_string(capacity) +
+                             " does not give the " + std::to_string(rows) +
+                             " rows of " + std::to_string(experts) +
+                             " experts");
+      for (int64_t count : expertCounts)
+        if (count < 0 || count > capacity)
+          return Status::error("an expert count (" + std::to_string(count) +
+                               ") is outside [0, capacity " +
+                               std::to_string(capacity) + "]");
+      paddedCounts.assign(experts, capacity);
+      groups = &paddedCounts;
+    }
     // Each expert's first row, for the bias kernel; kept per operation,
     // since the copy is asynchronous.
     std::vector<int64_t> &starts = hostOffsets[index];
@@ -1300,18 +1316,33 @@ Status CudaExecutor::State::runFeedForward(size_t index) {
                                second, rows * ffn, stream);
       !status)
     return status;
-  if (compute == DType::F32)
-    return project(first, downOperand, 6, out, ffn, hidden);
-  // bf16: the down projection's rows back to f32, then its bias in f32.
-  if (Status status = product(first, weight(downOperand), out, ffn, hidden);
-      !status)
-    return status;
   float *result = static_cast<float *>(device[op.results[0]]);
-  if (Status status = convertElements(DType::BF16, out, DType::F32, result,
-                                      rows * hidden, stream);
-      !status)
-    return status;
-  return bias(6, DType::F32, result, hidden);
+  if (compute == DType::F32) {
+    if (Status status = project(first, downOperand, 6, out, ffn, hidden);
+        !status)
+      return status;
+  } else {
+    // bf16: the down projection's rows back to f32, then its bias in f32.
+    if (Status status = product(first, weight(downOperand), out, ffn, hidden);
+        !status)
+      return status;
+    if (Status status = convertElements(DType::BF16, out, DType::F32, result,
+                                        rows * hidden, stream);
+        !status)
+      return status;
+    if (Status status = bias(6, DType::F32, result, hidden); !status)
+      return status;
+  }
+  for (int64_t e = 0; capacity >= 0 && e < experts; ++e) {
+    int64_t padding = capacity - expertCounts[e];
+    if (padding > 0)
+      if (cudaError_t error = cudaMemsetAsync(
+              result + (e * capacity + expertCounts[e]) * hidden, 0,
+              padding * hidden * sizeof(float), stream);
+          error != cudaSuccess)
+        return Status::error(cudaText(error));
+  }
+  return Status::success();
 }
 
 Status CudaExecutor::State::runCombine(size_t index) {

@@ -31,6 +31,9 @@ TEST(CudaSupportTest, AcceptsWhatTheExecutorRuns) {
             "op reshape 7:f32:4x8 = 6\n"
             "op dispatch 8:f32:4x8,9:i64:2,10:i64:4 = 7,5 num_experts=i:2\n"
             "op expert_ffn 11:f32:4x8 = 8,9,-,2,3,-,4,- activation=s:relu\n"
+            // Capacity mode: 2 experts of 2 rows each.
+            "op expert_ffn 14:f32:4x8 = 8,9,-,2,3,-,4,- activation=s:relu "
+            "capacity=i:2\n"
             "const 12 f32 4x1 1\n"
             "op combine 13:f32:4x8 = 11,10,12\n"
             "output 13 y\n");
@@ -77,11 +80,6 @@ TEST(CudaSupportTest, NamesWhatItCannotRunYet) {
       {"input 0 x f32 2x4x8\ninput 1 w f32 1x8x8\n"
        "op matmul 2:f32:2x4x8 = 0,1\noutput 2 y\n",
        "broadcast leading dimensions"},
-      {"input 0 x f32 4x8\ninput 1 c i64 2\ninput 2 up f32 2x8x8\n"
-       "input 3 down f32 2x8x8\n"
-       "op expert_ffn 4:f32:4x8 = 0,1,-,2,3,-,-,- activation=s:relu "
-       "capacity=i:2\noutput 4 y\n",
-       "line 6 (expert_ffn): capacity mode"},
       {"input 0 x f32 4x8\ninput 1 c i64 2\ninput 2 up f32 2x8x8\n"
        "input 3 down f32 2x8x8\n"
        "op expert_ffn 4:f32:4x8 = 0,1,-,2,3,-,-,- activation=s:swiglu\n"

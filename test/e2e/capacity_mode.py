@@ -17,11 +17,18 @@ as transforms of the initializers, see examples/onnx/make_ort_moe_models.py):
   half of the tokens with the capacity of that half, so the reference
   applies the layer to each half.
 Prints one line per case and 'N passed, N failed'.
+
+With --target cuda the programs are compiled for the GPU and run there
+(without the expert-load check, which the CUDA backend does not report);
+without a GPU the script prints a SKIP line. --prepare DIR only compiles
+them, writing each case as bench/gpu/run.sh expects it (DIR/<case>-cuda/
+with model.moe, input.0.npy, reference.0.npy and run-flags).
 """
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zlib
@@ -61,30 +68,38 @@ def run_case(args, name, factor, reference, ep=1, tp=1):
     load = os.path.join(work, "load.jsonl")
     np.save(inputs, x)
     program = os.path.join(work, "model.moe")
-    for command in ([os.path.join(args.bin, "moe-compile"), model_path,
-                     f"--dim-params=tokens={TOKENS}",
-                     f"--capacity-factor={factor}", "-o", program] +
-                    ([f"--machine=cpu:{ranks}", f"--plan=ep={ep} tp={tp}"]
-                     if ranks > 1 else []),
-                    [os.path.join(args.bin, "moe-run"), program, "--inputs",
-                     inputs, "--outputs", outputs, "--expert-load", load,
-                     "--warmup", "0", "--iterations", "1",
-                     "--ranks", str(ranks)]):
+    cuda = args.target == "cuda"
+    compile_command = ([os.path.join(args.bin, "moe-compile"), model_path,
+                        f"--dim-params=tokens={TOKENS}",
+                        f"--capacity-factor={factor}", "-o", program] +
+                       ([f"--machine=cpu:{ranks}", f"--plan=ep={ep} tp={tp}"]
+                        if ranks > 1 else []) +
+                       (["--target=cuda"] if cuda else []))
+    run_command = ([os.path.join(args.bin, "moe-run"), program, "--inputs",
+                    inputs, "--outputs", outputs, "--warmup", "0",
+                    "--iterations", "1", "--ranks", str(ranks)] +
+                   ([] if cuda else ["--expert-load", load]))
+    for command in ([compile_command] if args.prepare else
+                    [compile_command, run_command]):
         result = subprocess.run(command, capture_output=True, text=True)
+        if cuda and "needs a GPU" in result.stderr:
+            return None, "no GPU here, so the CUDA program did not run"
         if result.returncode != 0:
             return False, f"{os.path.basename(command[0])} failed: " \
                           f"{result.stderr.strip()}"
-    y = np.load(outputs)
-    # One line per layer and rank: the pairs each rank kept for each expert.
-    with open(load) as f:
-        lines = [json.loads(line) for line in f]
-    # The tensor-parallel ranks of a row dispatch the same tokens: count
-    # each row once (rank = e * tp + t).
-    kept = np.sum([line["tokens_per_expert"] for line in lines
-                   if line["layer"] == 0 and line["rank"] % tp == 0],
-                  axis=0).tolist()
-    if len([line for line in lines if line["layer"] == 0]) != ranks:
-        return False, f"expected expert load lines from {ranks} ranks"
+    y = None if args.prepare else np.load(outputs)
+    kept = None
+    if not cuda:
+        # One line per layer and rank: the pairs each rank kept for each
+        # expert. The tensor-parallel ranks of a row dispatch the same
+        # tokens: count each row once (rank = e * tp + t).
+        with open(load) as f:
+            lines = [json.loads(line) for line in f]
+        kept = np.sum([line["tokens_per_expert"] for line in lines
+                       if line["layer"] == 0 and line["rank"] % tp == 0],
+                      axis=0).tolist()
+        if len([line for line in lines if line["layer"] == 0]) != ranks:
+            return False, f"expected expert load lines from {ranks} ranks"
 
     operands = {key: apply_transforms(inits[op["initializer"]],
                                       op["transforms"], inits)
@@ -120,7 +135,18 @@ def run_case(args, name, factor, reference, ep=1, tp=1):
         counts += group_counts
         expected_kept += np.minimum(group_counts, capacity)
     expected_kept = expected_kept.tolist()
-    if kept != expected_kept:
+    if args.prepare:
+        case = os.path.join(args.prepare,
+                            f"{name}_{factor}_ep{ep}_tp{tp}-cuda")
+        os.makedirs(case, exist_ok=True)
+        shutil.copy(program, os.path.join(case, "model.moe"))
+        np.save(os.path.join(case, "input.0.npy"), x)
+        np.save(os.path.join(case, "reference.0.npy"),
+                np.asarray(expected, np.float32))
+        with open(os.path.join(case, "run-flags"), "w") as f:
+            f.write(f"--ranks {ranks}\n")
+        return True, "compiled for the GPU machine"
+    if kept is not None and kept != expected_kept:
         return False, f"kept pairs {kept}, expected {expected_kept}"
     if not np.allclose(y, expected, rtol=1e-4, atol=1e-5):
         return False, (f"outputs differ from {reference}: max |diff| "
@@ -135,7 +161,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin", required=True)
     parser.add_argument("--work", required=True)
+    parser.add_argument("--target", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--prepare", default="",
+                        help="with --target cuda: only compile, into this "
+                             "folder, for bench/gpu/run.sh")
     args = parser.parse_args()
+    if args.prepare and args.target != "cuda":
+        parser.error("--prepare needs --target cuda")
     passed = failed = 0
     for name in MODELS:
         # A factor of `experts` gives capacity tokens * top_k: nothing drops.
@@ -143,6 +175,9 @@ def main():
             for factor, reference in ((8.0, "onnxruntime"),
                                       (0.5, "the numpy reference")):
                 ok, message = run_case(args, name, factor, reference, ep, tp)
+                if ok is None:
+                    print(f"SKIP capacity mode: {message}")
+                    return 0
                 print(f"{'PASS' if ok else 'FAIL'} {name} capacity factor "
                       f"{factor}: {message}")
                 passed += ok
