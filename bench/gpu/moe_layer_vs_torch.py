@@ -336,7 +336,8 @@ def main():
     parser.add_argument("--tokens", type=int, default=4096)
     parser.add_argument("--sparse-data", action="store_true")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--iterations", type=lambda text: max(1, int(text)),
+                        default=10)
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     if args.command != "check" and not args.dir:

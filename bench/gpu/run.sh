@@ -4,11 +4,13 @@
 # and the GPU benchmarks, and writes everything under $OUT:
 #   gpu-tests.txt        ctest output of the gpu label (a failure fails run.sh)
 #   gpu-e2e.json         every model of the import test set, compiled here
-#                        with --target cuda three ways (one GPU; a one-device
-#                        grid through NCCL; ep=2 on two ranks sharing the
-#                        GPU, staged; bench/gpu/prepare-programs.sh), run on
-#                        the GPU against onnxruntime's outputs (rtol 1e-4,
-#                        atol 1e-5), with its median latency
+#                        with --target cuda (bench/gpu/prepare-programs.sh)
+#                        and run on the GPU four ways (one GPU, f32 and
+#                        bf16; a one-device grid through NCCL; ep=2 on two
+#                        ranks sharing the GPU, staged), and the capacity
+#                        mode cases, against onnxruntime's outputs (rtol
+#                        1e-4, atol 1e-5; bf16 5e-2), with the median
+#                        latency of 5 runs
 #   permute_bench.json   permute / unpermute bandwidth against the HBM copy
 #                        (4096 tokens; permute_bench_decode.json: 64 tokens)
 #   moe_layer_vs_torch.json  the whole MoE layer (Mixtral 8x7B sizes, 4096
@@ -24,8 +26,24 @@
 # Prepare here first: bench/gpu/fetch-deps.sh and
 # bench/gpu/prepare-programs.sh, then call the device tool with
 #   command: bash bench/gpu/run.sh   carry: [".gpu-deps", ".gpu-programs"]
+#
+# Stages: `bash bench/gpu/run.sh [tests] [models] [layer] [kernels]` runs
+# only those (default: all four); the build comes first every time and is
+# incremental, so a device session whose calls are limited in time can run
+# the stages in separate calls on the same warm machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+stages=" ${*:-tests models layer kernels} "
+for stage in $stages; do
+  case $stage in
+  tests | models | layer | kernels) ;;
+  *)
+    echo "run.sh: unknown stage '$stage' (tests, models, layer, kernels)" >&2
+    exit 2
+    ;;
+  esac
+done
+wants() { [[ "$stages" == *" $1 "* ]]; }
 OUT=${OUT:-build-gpu/out}
 BUILD=${MOE_GPU_BUILD_DIR:-build-gpu}
 mkdir -p "$OUT" "$BUILD"
@@ -60,86 +78,94 @@ if ! ninja -C "$BUILD" >"$OUT/build.txt" 2>&1; then
 fi
 echo "build took $(($(date +%s) - start)) s"
 
-echo "== gpu tests"
 status=0
-ctest --test-dir "$BUILD" -L gpu --no-tests=error --output-on-failure 2>&1 |
-  tee "$OUT/gpu-tests.txt" || status=1
-if grep -q "(Skipped)" "$OUT/gpu-tests.txt"; then
-  echo "run.sh: GPU tests skipped on the GPU machine" >&2
-  status=1
-fi
-
-echo "== models of the import test set on the GPU (one-gpu, nccl1, ep2)"
-if compgen -G ".gpu-programs/*/*/model.moe" >/dev/null; then
-  {
-    echo "["
-    first=1
-    for program in .gpu-programs/*/*/model.moe; do
-      dir=$(dirname "$program")
-      name=$(basename "$dir")
-      variant=$(basename "$(dirname "$dir")")
-      inputs=$(ls "$dir"/input.*.npy | sort -V | paste -sd, -)
-      references=$(ls "$dir"/reference.*.npy | sort -V | paste -sd, -)
-      read -r -a flags <"$dir/run-flags" || flags=()
-      log="$OUT/gpu-e2e-$variant-$name.txt"
-      if timeout 300 "$BUILD/bin/moe-run" "$program" --inputs "$inputs" \
-        --compare "$references" --rtol 1e-4 --atol 1e-5 --warmup 2 \
-        --iterations 20 "${flags[@]}" >"$log" 2>&1; then
-        result=pass
-      else
-        result=fail
-        status=1
-      fi
-      p50=$(sed -n 's/^latency: p50 \([0-9.]*\) ms.*/\1/p' "$log")
-      transport=$(sed -n 's/^ranks: [0-9]* (\(.*\) transport).*/\1/p' "$log")
-      reason=$(grep -m1 "moe-run:.*\(line\|needs\|cannot\|rank\)" "$log" |
-        sed 's/"/\\"/g' || true)
-      ((first)) || echo ","
-      first=0
-      printf '  {"variant": "%s", "model": "%s", "flags": "%s", "transport": "%s", "result": "%s", "p50_ms": %s, "note": "%s"}' \
-        "$variant" "$name" "${flags[*]}" "$transport" "$result" \
-        "${p50:-null}" "$reason"
-      echo "$variant/$name: $result ${p50:+(p50 $p50 ms)} $reason" >&2
-    done
-    echo
-    echo "]"
-  } >"$OUT/gpu-e2e.json"
-else
-  echo "run.sh: no .gpu-programs; run bench/gpu/prepare-programs.sh here" \
-    "and carry .gpu-programs" >&2
-  status=1
-fi
-
-echo "== the MoE layer against PyTorch eager (Mixtral 8x7B sizes, 4096 tokens)"
-layer=.gpu-programs/moe-layer
-if [[ -f "$layer/model.moe" ]]; then
-  if ! python3 bench/gpu/moe_layer_vs_torch.py data "$layer"; then
+if wants tests; then
+  echo "== gpu tests"
+  ctest --test-dir "$BUILD" -L gpu --no-tests=error --output-on-failure 2>&1 |
+    tee "$OUT/gpu-tests.txt" || status=1
+  if grep -q "(Skipped)" "$OUT/gpu-tests.txt"; then
+    echo "run.sh: GPU tests skipped on the GPU machine" >&2
     status=1
-  else
-    for precision in f32 bf16; do
-      "$BUILD/bin/moe-run" "$layer/model.moe" --inputs "$layer/x.npy" \
-        --outputs "$layer/y-$precision.npy" --gpu-precision $precision \
-        --warmup 2 --iterations 10 >"$layer/moe-run-$precision.txt" 2>&1 ||
-        status=1
-      cp "$layer/moe-run-$precision.txt" "$OUT/moe-layer-moe-run-$precision.txt"
-    done
-    python3 bench/gpu/moe_layer_vs_torch.py compare "$layer" \
-      --json "$OUT/moe_layer_vs_torch.json" || status=1
   fi
-  rm -f "$layer/layer.onnx.data" "$layer"/*.npy "$layer"/moe-run-*.txt
-else
-  echo "run.sh: no .gpu-programs/moe-layer; run" \
-    "bench/gpu/prepare-programs.sh here" >&2
-  status=1
 fi
 
-echo "== permute / unpermute bandwidth"
-"$BUILD/bin/moe-permute-bench" "$OUT/permute_bench.json" || status=1
-# Decode size: 64 tokens fit in L2, so this one measures launch and L2
-# behaviour, not HBM bandwidth.
-"$BUILD/bin/moe-permute-bench" "$OUT/permute_bench_decode.json" 64 4096 2 8 ||
-  status=1
+if wants models; then
+  echo "== models of the import test set on the GPU (one-gpu, bf16, nccl1, ep2, capacity)"
+  if compgen -G ".gpu-programs/*/*/model.moe" >/dev/null; then
+    {
+      echo "["
+      first=1
+      for program in .gpu-programs/*/*/model.moe; do
+        dir=$(dirname "$program")
+        name=$(basename "$dir")
+        variant=$(basename "$(dirname "$dir")")
+        inputs=$(ls "$dir"/input.*.npy | sort -V | paste -sd, -)
+        references=$(ls "$dir"/reference.*.npy | sort -V | paste -sd, -)
+        read -r -a flags <"$dir/run-flags" || flags=()
+        log="$OUT/gpu-e2e-$variant-$name.txt"
+        if timeout 300 "$BUILD/bin/moe-run" "$program" --inputs "$inputs" \
+          --compare "$references" --rtol 1e-4 --atol 1e-5 --warmup 1 \
+          --iterations 5 "${flags[@]}" >"$log" 2>&1; then
+          result=pass
+        else
+          result=fail
+          status=1
+        fi
+        p50=$(sed -n 's/^latency: p50 \([0-9.]*\) ms.*/\1/p' "$log")
+        transport=$(sed -n 's/^ranks: [0-9]* (\(.*\) transport).*/\1/p' "$log")
+        reason=$(grep -m1 "moe-run:.*\(line\|needs\|cannot\|rank\)" "$log" |
+          sed 's/"/\\"/g' || true)
+        ((first)) || echo ","
+        first=0
+        printf '  {"variant": "%s", "model": "%s", "flags": "%s", "transport": "%s", "result": "%s", "p50_ms": %s, "note": "%s"}' \
+          "$variant" "$name" "${flags[*]}" "$transport" "$result" \
+          "${p50:-null}" "$reason"
+        echo "$variant/$name: $result ${p50:+(p50 $p50 ms)} $reason" >&2
+      done
+      echo
+      echo "]"
+    } >"$OUT/gpu-e2e.json"
+  else
+    echo "run.sh: no .gpu-programs; run bench/gpu/prepare-programs.sh here" \
+      "and carry .gpu-programs" >&2
+    status=1
+  fi
+fi
 
-echo "== expert GEMMs (Mixtral 8x7B layer, bf16)"
-"$BUILD/bin/moe-expert-gemm-bench" "$OUT/expert_gemm_bench.json" || status=1
+if wants layer; then
+  echo "== the MoE layer against PyTorch eager (Mixtral 8x7B sizes, 4096 tokens)"
+  layer=.gpu-programs/moe-layer
+  if [[ -f "$layer/model.moe" ]]; then
+    if ! python3 bench/gpu/moe_layer_vs_torch.py data "$layer"; then
+      status=1
+    else
+      for precision in f32 bf16; do
+        "$BUILD/bin/moe-run" "$layer/model.moe" --inputs "$layer/x.npy" \
+          --outputs "$layer/y-$precision.npy" --gpu-precision $precision \
+          --warmup 2 --iterations 10 >"$layer/moe-run-$precision.txt" 2>&1 ||
+          status=1
+        cp "$layer/moe-run-$precision.txt" "$OUT/moe-layer-moe-run-$precision.txt"
+      done
+      python3 bench/gpu/moe_layer_vs_torch.py compare "$layer" \
+        --json "$OUT/moe_layer_vs_torch.json" || status=1
+    fi
+    rm -f "$layer/layer.onnx.data" "$layer"/*.npy "$layer"/moe-run-*.txt
+  else
+    echo "run.sh: no .gpu-programs/moe-layer; run" \
+      "bench/gpu/prepare-programs.sh here" >&2
+    status=1
+  fi
+fi
+
+if wants kernels; then
+  echo "== permute / unpermute bandwidth"
+  "$BUILD/bin/moe-permute-bench" "$OUT/permute_bench.json" || status=1
+  # Decode size: 64 tokens fit in L2, so this one measures launch and L2
+  # behaviour, not HBM bandwidth.
+  "$BUILD/bin/moe-permute-bench" "$OUT/permute_bench_decode.json" 64 4096 2 8 ||
+    status=1
+
+  echo "== expert GEMMs (Mixtral 8x7B layer, bf16)"
+  "$BUILD/bin/moe-expert-gemm-bench" "$OUT/expert_gemm_bench.json" || status=1
+fi
 exit $status

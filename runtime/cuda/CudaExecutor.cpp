@@ -605,27 +605,6 @@ Status CudaExecutor::create(Program program,
   }
   if (cudaError_t error = cudaStreamSynchronize(s.stream); error != cudaSuccess)
     return Status::error("running the static operations: " + cudaText(error));
-  // The bf16 copies of the weights of bf16 FFNs, converted on the host.
-  for (size_t i = 0; i < p.operations.size(); ++i) {
-    if (!s.lowPrecision[i])
-      continue;
-    for (int id : weightOperands(p.operations[i])) {
-      if (id < 0 || s.lowPrecisionWeights.count(id))
-        continue;
-      Tensor low(DType::BF16, host[id].shape());
-      convert(host[id], low);
-      void *pointer = nullptr;
-      if (Status status = s.allocate(low.sizeInBytes(), pointer); !status)
-        return status;
-      if (cudaError_t error = cudaMemcpy(pointer, low.data(), low.sizeInBytes(),
-                                         cudaMemcpyHostToDevice);
-          error != cudaSuccess)
-        return Status::error("uploading the bf16 copy of value " +
-                             std::to_string(id) + ": " + cudaText(error));
-      s.lowPrecisionWeights[id] = pointer;
-      s.weightBytes += low.sizeInBytes();
-    }
-  }
   // Static values no run reads leave the device.
   std::vector<void *> released;
   for (int id = 0; id < p.numValues; ++id) {
@@ -647,6 +626,29 @@ Status CudaExecutor::create(Program program,
                                      released.begin(), released.end(), pointer);
                                }),
                 s.owned.end());
+  // The bf16 copies of the weights of bf16 FFNs, converted on the host
+  // (after the release above, so that the f32 copies are gone first: a
+  // model may fit on the GPU in bf16 only).
+  for (size_t i = 0; i < p.operations.size(); ++i) {
+    if (!s.lowPrecision[i])
+      continue;
+    for (int id : weightOperands(p.operations[i])) {
+      if (id < 0 || s.lowPrecisionWeights.count(id))
+        continue;
+      Tensor low(DType::BF16, host[id].shape());
+      convert(host[id], low);
+      void *pointer = nullptr;
+      if (Status status = s.allocate(low.sizeInBytes(), pointer); !status)
+        return status;
+      if (cudaError_t error = cudaMemcpy(pointer, low.data(), low.sizeInBytes(),
+                                         cudaMemcpyHostToDevice);
+          error != cudaSuccess)
+        return Status::error("uploading the bf16 copy of value " +
+                             std::to_string(id) + ": " + cudaText(error));
+      s.lowPrecisionWeights[id] = pointer;
+      s.weightBytes += low.sizeInBytes();
+    }
+  }
   // Static counts stay on the host for the operations that size work by
   // them; the rest of the host copies go.
   for (int id = 0; id < p.numValues; ++id)
