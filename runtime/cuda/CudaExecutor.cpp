@@ -119,6 +119,8 @@ struct CudaExecutor::State {
   /// later) rather than the driver API, so that moe-run needs no driver
   /// library on machines without a GPU.
   std::map<std::string, cudaLibrary_t> modules;
+  /// How many of them came from their cubin (the rest from PTX).
+  int modulesFromCubin = 0;
   /// Per operation: its launches with their functions (launch ops), its
   /// scratch buffers' arena offsets, and expert_ffn buffers.
   std::vector<std::vector<std::pair<KernelLaunch, cudaKernel_t>>> launches;
@@ -327,6 +329,7 @@ CudaExecutor::~CudaExecutor() = default;
 const Program &CudaExecutor::program() const { return state_->program; }
 int64_t CudaExecutor::weightBytes() const { return state_->weightBytes; }
 int64_t CudaExecutor::arenaBytes() const { return state_->arenaBytes; }
+int CudaExecutor::modulesFromCubin() const { return state_->modulesFromCubin; }
 
 std::string CudaExecutor::deviceName() const {
   cudaDeviceProp properties;
@@ -389,9 +392,18 @@ Status CudaExecutor::create(Program program,
       !status)
     return status;
 
-  // The PTX modules, compiled by the driver for this device.
+  // The kernels: the cubin where it was assembled for this GPU, else the
+  // portable PTX, which the driver compiles for it.
   for (const GpuModuleDecl &module : p.gpuModules) {
     cudaLibrary_t loaded;
+    if (!module.cubin.empty() &&
+        cudaLibraryLoadData(&loaded, module.cubin.data(), nullptr, nullptr, 0,
+                            nullptr, nullptr, 0) == cudaSuccess) {
+      s.modules[module.name] = loaded;
+      ++s.modulesFromCubin;
+      continue;
+    }
+    cudaGetLastError(); // A cubin for another GPU is not an error.
     if (cudaError_t error =
             cudaLibraryLoadData(&loaded, module.ptx.c_str(), nullptr, nullptr,
                                 0, nullptr, nullptr, 0);

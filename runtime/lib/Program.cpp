@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -226,9 +227,14 @@ private:
     }
     if (kind == "gpu-module") {
       GpuModuleDecl module;
-      if (w.size() != 3 || !decodeName(w[1], module.name) ||
+      if ((w.size() != 3 && w.size() != 5) || !decodeName(w[1], module.name) ||
           !decodeName(w[2], module.ptx) || module.ptx.empty())
-        return error("expected 'gpu-module <name> <ptx>'");
+        return error("expected 'gpu-module <name> <ptx> [<chip> <cubin>]'");
+      if (w.size() == 5 &&
+          (!decodeName(w[3], module.cubinChip) || module.cubinChip.empty() ||
+           !decodeBase64(w[4], module.cubin) || module.cubin.empty()))
+        return error("gpu-module '" + module.name +
+                     "': the cubin must be a chip name and base64 bytes");
       for (const GpuModuleDecl &other : program.gpuModules)
         if (other.name == module.name)
           return error("gpu-module '" + module.name + "' is declared twice");
@@ -499,9 +505,14 @@ std::string moe::rt::printProgram(const Program &program) {
        << program.pipeline->axis << "\n";
   if (program.microbatches > 1)
     os << "microbatches " << program.microbatches << "\n";
-  for (const GpuModuleDecl &module : program.gpuModules)
+  for (const GpuModuleDecl &module : program.gpuModules) {
     os << "gpu-module " << encodeName(module.name) << " "
-       << encodeName(module.ptx) << "\n";
+       << encodeName(module.ptx);
+    if (!module.cubin.empty())
+      os << " " << encodeName(module.cubinChip) << " "
+         << encodeBase64(module.cubin);
+    os << "\n";
+  }
   for (const InputDecl &input : program.inputs)
     os << "input " << input.id << " " << encodeName(input.name) << " "
        << typeText(input.type) << "\n";
@@ -559,4 +570,59 @@ std::string moe::rt::printProgram(const Program &program) {
   for (const OutputDecl &output : program.outputs)
     os << "output " << output.id << " " << encodeName(output.name) << "\n";
   return os.str();
+}
+
+namespace {
+const char *kBase64Alphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+} // namespace
+
+std::string moe::rt::encodeBase64(const std::string &bytes) {
+  std::string text;
+  text.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t word = static_cast<unsigned char>(bytes[i]) << 16;
+    if (i + 1 < bytes.size())
+      word |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size())
+      word |= static_cast<unsigned char>(bytes[i + 2]);
+    text += kBase64Alphabet[(word >> 18) & 63];
+    text += kBase64Alphabet[(word >> 12) & 63];
+    text += i + 1 < bytes.size() ? kBase64Alphabet[(word >> 6) & 63] : '=';
+    text += i + 2 < bytes.size() ? kBase64Alphabet[word & 63] : '=';
+  }
+  return text;
+}
+
+bool moe::rt::decodeBase64(const std::string &text, std::string &bytes) {
+  bytes.clear();
+  if (text.size() % 4 != 0)
+    return false;
+  auto value = [](char c) -> int {
+    const char *found = std::strchr(kBase64Alphabet, c);
+    return c != '\0' && found ? static_cast<int>(found - kBase64Alphabet) : -1;
+  };
+  for (size_t i = 0; i < text.size(); i += 4) {
+    bool last = i + 4 == text.size();
+    int padding = 0;
+    uint32_t word = 0;
+    for (size_t j = 0; j < 4; ++j) {
+      char c = text[i + j];
+      if (c == '=' && last && j >= 2 && (j == 3 || text[i + 3] == '=')) {
+        ++padding;
+        word <<= 6;
+        continue;
+      }
+      int digit = value(c);
+      if (digit < 0 || padding)
+        return false;
+      word = (word << 6) | static_cast<uint32_t>(digit);
+    }
+    bytes += static_cast<char>((word >> 16) & 255);
+    if (padding < 2)
+      bytes += static_cast<char>((word >> 8) & 255);
+    if (padding < 1)
+      bytes += static_cast<char>(word & 255);
+  }
+  return true;
 }

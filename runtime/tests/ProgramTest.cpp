@@ -123,7 +123,62 @@ INSTANTIATE_TEST_SUITE_P(
         BadProgram{"moe-program 1\nmicrobatches 0\n",
                    "expected 'microbatches <count>' with a count of 1 or "
                    "more"},
+        BadProgram{"moe-program 1\ngpu-module k %2Eversion sm_90a Zm9v=\n",
+                   "gpu-module 'k': the cubin must be a chip name and base64 "
+                   "bytes"},
+        BadProgram{"moe-program 1\ngpu-module k %2Eversion sm_90a\n",
+                   "expected 'gpu-module <name> <ptx> [<chip> <cubin>]'"},
         BadProgram{"moe-program 1\ninput 0 x f32 4\n", "has no outputs"}));
+
+TEST(ProgramTest, GpuModulesKeepTheirCubinBytes) {
+  Program program;
+  std::string cubin = std::string("\x7f"
+                                  "ELF\x02\x01",
+                                  6) +
+                      '\0' + "\xbe\xff";
+  program.gpuModules.push_back(
+      {"k0", ".version 8.0\n.target sm_80\n", "sm_90a", cubin});
+  program.gpuModules.push_back({"k1", ".version 8.0\n", "", ""});
+  program.inputs.push_back({0, "x", {DType::F32, {4}}});
+  program.outputs.push_back({0, "y"});
+  program.numValues = 1;
+  Program again;
+  Status status = parseProgram(printProgram(program), "gpu.moe", again);
+  ASSERT_TRUE(status) << status.message;
+  ASSERT_EQ(again.gpuModules.size(), 2u);
+  EXPECT_EQ(again.gpuModules[0].ptx, program.gpuModules[0].ptx);
+  EXPECT_EQ(again.gpuModules[0].cubinChip, "sm_90a");
+  EXPECT_EQ(again.gpuModules[0].cubin, cubin);
+  EXPECT_TRUE(again.gpuModules[1].cubin.empty());
+}
+
+TEST(Base64Test, KnownVectorsAndAnyBytes) {
+  // RFC 4648's test vectors.
+  const char *vectors[][2] = {{"", ""},
+                              {"f", "Zg=="},
+                              {"fo", "Zm8="},
+                              {"foo", "Zm9v"},
+                              {"foob", "Zm9vYg=="},
+                              {"fooba", "Zm9vYmE="},
+                              {"foobar", "Zm9vYmFy"}};
+  for (const auto &[bytes, text] : vectors) {
+    EXPECT_EQ(encodeBase64(bytes), text);
+    std::string decoded;
+    ASSERT_TRUE(decodeBase64(text, decoded)) << text;
+    EXPECT_EQ(decoded, bytes);
+  }
+  std::string all;
+  for (int c = 0; c < 256; ++c)
+    all += static_cast<char>(c);
+  for (size_t length = 0; length <= all.size(); length += 37) {
+    std::string decoded;
+    ASSERT_TRUE(decodeBase64(encodeBase64(all.substr(0, length)), decoded));
+    EXPECT_EQ(decoded, all.substr(0, length));
+  }
+  std::string decoded;
+  for (const char *bad : {"Zm9", "Zm=v", "Z!==", "====", "Zg==Zg==", "Zm9v\n"})
+    EXPECT_FALSE(decodeBase64(bad, decoded)) << bad;
+}
 
 TEST(NameEncodingTest, RoundTripsAnyBytes) {
   std::string name = std::string("a b/%c\n\x01.") + '\0' + "z";

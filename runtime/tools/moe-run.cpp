@@ -696,10 +696,11 @@ public:
 #ifdef MOE_RUN_WITH_CUDA
     std::snprintf(text, sizeof(text),
                   "%.1f MB of weights and a %.1f MB activation arena on %s "
-                  "(GPU %d%s)",
+                  "(GPU %d%s; %d of %zu kernel modules from their cubin)",
                   gpu_->weightBytes() / 1e6, gpu_->arenaBytes() / 1e6,
                   gpu_->deviceName().c_str(), device_,
-                  bf16_ ? ", bf16 feed-forward GEMMs" : "");
+                  bf16_ ? ", bf16 feed-forward GEMMs" : "",
+                  gpu_->modulesFromCubin(), gpu_->program().gpuModules.size());
     return text;
 #else
     return "";

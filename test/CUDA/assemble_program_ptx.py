@@ -5,11 +5,16 @@
 
 For every `launch` operation, each launch of its list must name a kernel
 (`.entry`) of one of the program's `gpu-module` records and pass it as many
-parameters as the entry declares. Every module is assembled with
-`PTXAS -arch=ARCH`. Prints one line per module (its entries and cubin
-size), the count of each operation of the program, and a summary; exits 1 naming the module, operation or launch that
-fails.
+parameters as the entry declares. Every module's PTX is assembled with
+`PTXAS -arch=ARCH`, and its cubin, when the record carries one, must be a
+CUDA ELF (machine 190) for the architecture the record names. Prints one
+line per module (its entries, the PTX target and cubin sizes), the count of
+each operation of the program, and a summary; exits 1 naming the module,
+operation or launch that fails.
 """
+
+import base64
+import struct
 
 import os
 import re
@@ -37,6 +42,7 @@ def main():
         sys.exit("usage: assemble_program_ptx.py PROGRAM.moe PTXAS ARCH")
     program, ptxas, arch = sys.argv[1:]
     modules = {}
+    cubins = {}
     launch_ops = []
     counts = {}
     with open(program, encoding="utf-8") as f:
@@ -44,6 +50,10 @@ def main():
             words = line.split()
             if words[:1] == ["gpu-module"]:
                 modules[decode(words[1])] = decode(words[2])
+                if len(words) == 5:
+                    cubins[decode(words[1])] = (decode(words[3]),
+                                                base64.b64decode(words[4],
+                                                                 validate=True))
             if words[:1] == ["op"]:
                 counts[words[1]] = counts.get(words[1], 0) + 1
             if words[:2] == ["op", "launch"]:
@@ -82,12 +92,33 @@ def main():
             if result.returncode != 0:
                 sys.exit(f"{program}: ptxas rejected gpu-module {name}:\n"
                          f"{result.stderr}")
-            print(f"module {name} {' '.join(sorted(kernels[name]))}: "
-                  f"{os.path.getsize(cubin_path)} bytes of cubin")
+            target = re.search(r"^\.target (\w+)", ptx, re.M)
+            carried = ""
+            if name in cubins:
+                chip, cubin = cubins[name]
+                check_cubin(program, name, chip, cubin)
+                carried = f", a {chip} cubin carried"
+            print(f"module {name} {' '.join(sorted(kernels[name]))}: PTX for "
+                  f"{target.group(1) if target else '?'}, "
+                  f"{os.path.getsize(cubin_path)} bytes assembled{carried}")
     print("operations: " + ", ".join(f"{op} {count}" for op, count
                                       in sorted(counts.items())))
-    print(f"{len(modules)} modules assembled; {launches} launches in "
-          f"{len(launch_ops)} launch operations match their kernels")
+    print(f"{len(modules)} modules assembled, {len(cubins)} carry a cubin; "
+          f"{launches} launches in {len(launch_ops)} launch operations match "
+          f"their kernels")
+
+
+def check_cubin(program, name, chip, cubin):
+    """A CUDA ELF whose flags name `chip` (sm_90a: 90 in bits 8 to 15)."""
+    if cubin[:4] != b"\x7fELF" or len(cubin) < 52:
+        sys.exit(f"{program}: the cubin of gpu-module {name} is not ELF")
+    machine = struct.unpack_from("<H", cubin, 18)[0]
+    flags = struct.unpack_from("<I", cubin, 48)[0]
+    number = re.match(r"sm_(\d+)", chip)
+    if machine != 190 or not number or (flags >> 8) & 0xFF != int(number[1]):
+        sys.exit(f"{program}: the cubin of gpu-module {name} is for machine "
+                 f"{machine}, sm {(flags >> 8) & 0xFF}; expected CUDA "
+                 f"(190), {chip}")
 
 
 if __name__ == "__main__":

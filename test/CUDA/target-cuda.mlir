@@ -24,8 +24,17 @@
 // RUN:   --dim-params=batch=2,seq=8 --target=cuda --cuda-path=%t.nowhere \
 // RUN:   -o %t.none.moe 2>&1 | FileCheck %s --check-prefix=NOCUDA
 // RUN: not test -e %t.none.moe
+// A toolkit with libdevice but without ptxas cannot assemble the cubin:
+// an error naming ptxas, and no program.
+// RUN: rm -rf %t.noptxas %t.noptxas.moe && mkdir -p %t.noptxas/nvvm/libdevice
+// RUN: cp %cuda_home/nvvm/libdevice/libdevice.10.bc %t.noptxas/nvvm/libdevice/
+// RUN: not moe-compile %moe_src_root/test/ONNX/models/hf/mixtral-batched_mm-dynamo.onnx \
+// RUN:   --dim-params=batch=2,seq=8 --target=cuda --cuda-path=%t.noptxas \
+// RUN:   -o %t.noptxas.moe 2>&1 | FileCheck %s --check-prefix=NOPTXAS
+// RUN: not test -e %t.noptxas.moe
+// NOPTXAS: error: no ptxas at '{{.*}}noptxas/bin/ptxas' to assemble the kernels' cubin; give the CUDA toolkit with --cuda-path or $CUDA_HOME
 
-// LOG: moe-compile: generating GPU kernels for sm_90a
+// LOG: moe-compile: generating GPU kernels: PTX for sm_80 and later, cubin for sm_90a
 // LOG: moe-compile: 112 ops in 32 launches of 57 kernels (16 distinct groups compiled)
 
 // The embedding gather and the first RMSNorm fuse into one launch (its
@@ -54,11 +63,11 @@
 // CHECK: moe.launch "k11_kernel:k11_kernel
 // CHECK: moe.launch "k4_kernel:k4_kernel
 // CHECK: moe.launch "k12_kernel:k12_kernel
-// CHECK: gpu.binary @k0_kernel [#gpu.object<#nvvm.target<chip = "sm_90a", features = "+ptx80">, {{.*}}assembly = "
+// CHECK: gpu.binary @k0_kernel [#gpu.object<#nvvm.target<chip = "sm_80", features = "+ptx80">, {{.*}}assembly = "
 
 // What is left for the runtime's libraries: reshapes (views), GEMMs
 // (cuBLAS) and the MoE dispatch, experts and combine.
 // PTX: operations: combine 2, dispatch 2, expert_ffn 2, launch 32, matmul 13, reshape 26
 // NOCUDA: error: no CUDA toolkit at '{{.*}}.nowhere': '{{.*}}.nowhere/nvvm/libdevice/libdevice.10.bc' does not exist (the generated kernels link its math functions); give the toolkit with --cuda-path or $CUDA_HOME
 
-// PTX: 57 modules assembled; 108 launches in 32 launch operations match their kernels
+// PTX: 57 modules assembled, 57 carry a cubin; 108 launches in 32 launch operations match their kernels

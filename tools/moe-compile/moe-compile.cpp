@@ -61,8 +61,17 @@ llvm::cl::opt<Target> target(
     llvm::cl::init(Target::CPU), llvm::cl::cat(category));
 llvm::cl::opt<std::string> cudaChip(
     "cuda-chip",
-    llvm::cl::desc("GPU architecture of the generated PTX (--target cuda)"),
+    llvm::cl::desc("GPU architecture of the kernels' cubin, which ptxas "
+                   "assembles here and the runtime loads first (--target "
+                   "cuda; 'none': PTX only)"),
     llvm::cl::value_desc("sm_XX"), llvm::cl::init("sm_90a"),
+    llvm::cl::cat(category));
+llvm::cl::opt<std::string> cudaPtxChip(
+    "cuda-ptx-chip",
+    llvm::cl::desc("Oldest GPU architecture of the kernels' portable PTX, "
+                   "which the driver compiles for GPUs the cubin does not "
+                   "fit (--target cuda)"),
+    llvm::cl::value_desc("sm_XX"), llvm::cl::init("sm_80"),
     llvm::cl::cat(category));
 llvm::cl::opt<std::string> cudaPath(
     "cuda-path",
@@ -116,6 +125,15 @@ llvm::cl::opt<bool> singleDeviceGrid(
                    "device (runs a backend's collective paths on one "
                    "device, e.g. moe-run --gpu-transport nccl on one GPU)"),
     llvm::cl::init(false), llvm::cl::cat(category));
+
+/// The CUDA toolkit: --cuda-path, else $CUDA_HOME, else /usr/local/cuda.
+std::string cudaToolkit() {
+  if (!cudaPath.empty())
+    return cudaPath;
+  if (const char *home = std::getenv("CUDA_HOME"))
+    return home;
+  return "/usr/local/cuda";
+}
 
 /// Whether the program is partitioned by the plan: the CPU target runs
 /// partitioned programs on CPU ranks, so it applies plans made for them
@@ -506,12 +524,12 @@ int main(int argc, char **argv) {
   func::FuncOp function = *functions.begin();
   if (target == Target::CUDA) {
     moe::GpuKernelOptions kernelOptions;
-    kernelOptions.chip = cudaChip;
-    if (!cudaPath.empty())
-      kernelOptions.cudaPath = cudaPath;
-    else if (const char *home = std::getenv("CUDA_HOME"))
-      kernelOptions.cudaPath = home;
-    llvm::errs() << "moe-compile: generating GPU kernels for " << cudaChip
+    kernelOptions.chip = cudaPtxChip;
+    kernelOptions.cudaPath = cudaToolkit();
+    llvm::errs() << "moe-compile: generating GPU kernels: PTX for "
+                 << cudaPtxChip << " and later"
+                 << (cudaChip == "none" ? std::string()
+                                        : ", cubin for " + cudaChip)
                  << "\n";
     moe::GpuKernelStats stats;
     if (failed(
@@ -541,15 +559,27 @@ int main(int argc, char **argv) {
     moe::rt::Program program;
     if (failed(moe::exportProgram(function, weightsDir, program)))
       return 1;
-    // The generated kernels' PTX, which moe.launch ops name by module.
+    // The generated kernels, which moe.launch ops name by module: their
+    // portable PTX and their cubin.
     for (auto binary : module->getOps<gpu::BinaryOp>()) {
       auto object = dyn_cast<gpu::ObjectAttr>(binary.getObjects()[0]);
       if (!object || object.getFormat() != gpu::CompilationTarget::Assembly) {
         binary.emitError() << "holds no PTX";
         return 1;
       }
-      program.gpuModules.push_back(
-          {binary.getSymName().str(), object.getObject().getValue().str()});
+      moe::rt::GpuModuleDecl decl{binary.getSymName().str(),
+                                  object.getObject().getValue().str(), "", ""};
+      if (cudaChip != "none") {
+        llvm::Expected<std::string> cubin =
+            moe::assembleCubin(decl.ptx, cudaChip, cudaToolkit());
+        if (!cubin) {
+          binary.emitError() << llvm::toString(cubin.takeError());
+          return 1;
+        }
+        decl.cubinChip = cudaChip;
+        decl.cubin = std::move(*cubin);
+      }
+      program.gpuModules.push_back(std::move(decl));
     }
     program.microbatches = microbatches;
     os << moe::rt::printProgram(program);

@@ -59,11 +59,14 @@
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/NVVM/NVVMToLLVMIRTranslation.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/ScopeExit.h"
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/Program.h"
 
 #include <numeric>
 
@@ -379,6 +382,62 @@ void moe::registerGpuKernelDialects(DialectRegistry &registry) {
   registerGPUDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
   registerNVVMDialectTranslation(registry);
+}
+
+llvm::Expected<std::string> moe::assembleCubin(llvm::StringRef ptx,
+                                               llvm::StringRef chip,
+                                               llvm::StringRef cudaPath) {
+  llvm::SmallString<256> ptxas(cudaPath);
+  llvm::sys::path::append(ptxas, "bin", "ptxas");
+  if (!llvm::sys::fs::can_execute(ptxas))
+    return llvm::createStringError(
+        "no ptxas at '" + ptxas +
+        "' to assemble the kernels' cubin; give the CUDA toolkit with "
+        "--cuda-path or $CUDA_HOME");
+  // ptxas reads and writes files: the PTX, the cubin and its messages.
+  llvm::SmallString<128> input, output, messages;
+  for (auto [path, suffix] :
+       {std::pair{&input, "ptx"}, std::pair{&output, "cubin"},
+        std::pair{&messages, "log"}})
+    if (std::error_code error =
+            llvm::sys::fs::createTemporaryFile("moe-kernels", suffix, *path))
+      return llvm::createStringError("cannot create a temporary file: " +
+                                     error.message());
+  llvm::scope_exit removeFiles([&] {
+    for (const auto &path : {input, output, messages})
+      llvm::sys::fs::remove(path);
+  });
+  {
+    std::error_code error;
+    llvm::raw_fd_ostream file(input, error);
+    if (error)
+      return llvm::createStringError("cannot write '" + input +
+                                     "': " + error.message());
+    file << ptx;
+  }
+  std::string arch = ("-arch=" + chip).str();
+  llvm::SmallVector<llvm::StringRef> arguments = {ptxas, arch, "-o", output,
+                                                  input};
+  std::optional<llvm::StringRef> redirects[] = {std::nullopt, messages.str(),
+                                                messages.str()};
+  std::string failure;
+  int code =
+      llvm::sys::ExecuteAndWait(ptxas, arguments, std::nullopt, redirects,
+                                /*SecondsToWait=*/300, 0, &failure);
+  if (code != 0) {
+    std::string log;
+    if (auto buffer = llvm::MemoryBuffer::getFile(messages))
+      log = (*buffer)->getBuffer().trim().str();
+    return llvm::createStringError(
+        "ptxas -arch=" + chip.str() + " failed" +
+        (failure.empty() ? "" : " (" + failure + ")") +
+        (log.empty() ? "" : ": " + log));
+  }
+  auto cubin = llvm::MemoryBuffer::getFile(output);
+  if (!cubin)
+    return llvm::createStringError("ptxas wrote no cubin: " +
+                                   cubin.getError().message());
+  return (*cubin)->getBuffer().str();
 }
 
 LogicalResult moe::generateGpuKernels(ModuleOp module, func::FuncOp function,

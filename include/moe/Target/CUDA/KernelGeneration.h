@@ -17,13 +17,17 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/DialectRegistry.h"
 
+#include "llvm/Support/Error.h"
+
 #include <string>
 
 namespace moe {
 
 struct GpuKernelOptions {
-  /// The GPU architecture the PTX targets (ptxas -arch).
-  std::string chip = "sm_90a";
+  /// The GPU architecture the PTX targets: the oldest it runs on, since
+  /// the driver compiles PTX for newer GPUs (the portable fallback next to
+  /// the cubin, assembleCubin).
+  std::string chip = "sm_80";
   /// PTX ISA features ("+ptx80": PTX 8.0, CUDA 12 and later).
   std::string features = "+ptx80";
   /// The CUDA toolkit whose libdevice supplies the math functions.
@@ -41,6 +45,13 @@ struct GpuKernelStats {
 /// Registers the dialects and interfaces the kernel path needs (its
 /// bufferisation models, LLVM conversions and the NVVM target).
 void registerGpuKernelDialects(mlir::DialectRegistry &registry);
+
+/// Assembles `ptx` with the toolkit's ptxas (`cudaPath`/bin/ptxas -arch
+/// `chip`) into a cubin's bytes; an error names ptxas and quotes its
+/// messages.
+llvm::Expected<std::string> assembleCubin(llvm::StringRef ptx,
+                                          llvm::StringRef chip,
+                                          llvm::StringRef cudaPath);
 
 /// Replaces each group of ops of `function` (in `module`) that the GPU
 /// kernel path handles by a moe.launch and adds the groups' kernels to

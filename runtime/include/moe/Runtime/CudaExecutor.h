@@ -4,8 +4,9 @@
 //
 // The CUDA backend's executor: runs a program compiled with
 // `moe-compile --target cuda` on one GPU. At load it uploads the constants
-// and the weights (only the bytes this rank reads), loads the program's PTX
-// modules through the CUDA driver (which compiles them for the device),
+// and the weights (only the bytes this rank reads), loads the program's
+// kernels (each module's cubin where it fits the device, else its PTX,
+// which the driver compiles),
 // runs the operations that depend only on weights once, and places every
 // intermediate value in one device arena planned by liveness
 // (MemoryPlan.h). A run then enqueues every operation on one stream:
@@ -103,6 +104,10 @@ public:
   /// Bytes of weights and constants on the device, and of the arena.
   int64_t weightBytes() const;
   int64_t arenaBytes() const;
+
+  /// How many of the program's gpu-modules were loaded from their cubin
+  /// (the rest from PTX, compiled by the driver).
+  int modulesFromCubin() const;
 
   /// The device's name, for reports.
   std::string deviceName() const;

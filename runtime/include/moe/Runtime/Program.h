@@ -28,9 +28,12 @@
 // pieces, runs the program on each in turn (pipeline stages overlap across
 // micro-batches) and joins the outputs along their first dimension.
 //
-// A program compiled with --target cuda also holds `gpu-module NAME PTX`
-// records: the PTX of the kernels that `launch` operations run (the launch
-// list grammar is in KernelLaunch.h), percent-encoded onto one line.
+// A program compiled with --target cuda also holds `gpu-module NAME PTX
+// [CHIP CUBIN]` records: the kernels that `launch` operations run (the
+// launch list grammar is in KernelLaunch.h) as portable PTX, percent-encoded
+// onto one line, which the driver compiles for any GPU at least as new as
+// its target, and as a cubin that ptxas assembled for CHIP (sm_90a), in
+// base64, which the executor loads first on such a GPU.
 //
 // Values are numbered; every value is defined once, before it is used. An
 // operation lists its results as `id:dtype:shape` and its operands in the
@@ -106,6 +109,9 @@ struct PipelineDecl {
 struct GpuModuleDecl {
   std::string name;
   std::string ptx;
+  /// The architecture of `cubin` and its bytes; both empty without one.
+  std::string cubinChip;
+  std::string cubin;
 };
 
 struct OutputDecl {
@@ -140,6 +146,11 @@ std::string printProgram(const Program &program);
 /// Percent-encoding of names and paths.
 std::string encodeName(const std::string &name);
 bool decodeName(const std::string &text, std::string &name);
+
+/// Base64 (RFC 4648, with padding) of binary bytes (cubins); decoding
+/// fails on any other character or a bad length.
+std::string encodeBase64(const std::string &bytes);
+bool decodeBase64(const std::string &text, std::string &bytes);
 
 } // namespace moe::rt
 
