@@ -8,14 +8,16 @@
 #   one-gpu   unpartitioned, on one GPU
 #   nccl1     a grid of one device (--single-device-grid): the collectives
 #             of expert parallelism run through NCCL with world size 1
-#             (moe-run --gpu-transport nccl)
-#   bf16      the one-gpu programs with bf16 feed-forward GEMMs
-#             (--gpu-precision bf16, --rtol / --atol 5e-2: see below)
+#             (moe-run --gpu-transport nccl); PTX only (--cuda-chip none),
+#             so the driver's compile path runs too
+#   bf16      the one-gpu programs (named in program-dir, not copied) with
+#             bf16 feed-forward GEMMs (--gpu-precision bf16, --rtol /
+#             --atol 5e-2: see below)
 #   capacity  capacity mode (test/e2e/capacity_mode.py), 1 to 4 ranks
 #   ep2       partitioned for 2 ranks (--plan ep=2; token counts rounded to
 #             even), both on the one GPU: NCCL refuses two ranks per
 #             device, so moe-run stages the collectives through the host
-#             (--gpu-transport auto picks staged)
+#             (--gpu-transport auto picks staged); PTX only, as nccl1
 # Also .gpu-programs/moe-layer: a Mixtral 8x7B MoE layer for the comparison
 # with PyTorch eager (bench/gpu/moe_layer_vs_torch.py).
 # The programs read their weights from test/ONNX/models through relative
@@ -59,11 +61,11 @@ while read -r model dim_params int_high; do
   int_high=${int_high:-8}
   prepare one-gpu "$model" "$dim_params" "$int_high" ""
   prepare nccl1 "$model" "$dim_params" "$int_high" "--gpu-transport nccl" \
-    --plan "ep=1" --single-device-grid
+    --plan "ep=1" --single-device-grid --cuda-chip none
   # Two expert-parallel ranks split the tokens: make their count even.
   even=$(sed -E 's/tokens=7/tokens=8/; s/seq=5/seq=4/' <<<"$dim_params")
   prepare ep2 "$model" "$even" "$int_high" "--ranks 2" --plan "ep=2" \
-    --ranks 2
+    --ranks 2 --cuda-chip none
 done <test/e2e/models.txt
 # The one-GPU programs again with bf16 feed-forward GEMMs (moe-run
 # --gpu-precision bf16). Tolerance: bf16 keeps 8 significant bits, so each
@@ -76,9 +78,11 @@ done <test/e2e/models.txt
 # A token whose next-layer router sees two experts within that error of
 # each other may route differently in bf16; that would show as a failure
 # of the model here, named in gpu-e2e.json.
-cp -r .gpu-programs/one-gpu .gpu-programs/bf16
-for flags in .gpu-programs/bf16/*/run-flags; do
-  echo "--gpu-precision bf16 --rtol 5e-2 --atol 5e-2" >"$flags"
+for program in .gpu-programs/one-gpu/*-cuda; do
+  mkdir -p ".gpu-programs/bf16/$(basename "$program")"
+  echo "$program" >".gpu-programs/bf16/$(basename "$program")/program-dir"
+  echo "--gpu-precision bf16 --rtol 5e-2 --atol 5e-2" \
+    >".gpu-programs/bf16/$(basename "$program")/run-flags"
   count=$((count + 1))
 done
 # Capacity mode (test/e2e/capacity_mode.py): 3 models x {1, ep=2, ep=2 x

@@ -91,17 +91,21 @@ fi
 
 if wants models; then
   echo "== models of the import test set on the GPU (one-gpu, bf16, nccl1, ep2, capacity)"
-  if compgen -G ".gpu-programs/*/*/model.moe" >/dev/null; then
+  if compgen -G ".gpu-programs/*/*/run-flags" >/dev/null; then
     {
       echo "["
       first=1
-      for program in .gpu-programs/*/*/model.moe; do
-        dir=$(dirname "$program")
-        name=$(basename "$dir")
-        variant=$(basename "$(dirname "$dir")")
+      for flags_file in .gpu-programs/*/*/run-flags; do
+        case_dir=$(dirname "$flags_file")
+        name=$(basename "$case_dir")
+        variant=$(basename "$(dirname "$case_dir")")
+        # A case may run another case's program (bf16 runs one-gpu's).
+        dir=$case_dir
+        [[ -f "$case_dir/program-dir" ]] && dir=$(<"$case_dir/program-dir")
+        program=$dir/model.moe
         inputs=$(ls "$dir"/input.*.npy | sort -V | paste -sd, -)
         references=$(ls "$dir"/reference.*.npy | sort -V | paste -sd, -)
-        read -r -a flags <"$dir/run-flags" || flags=()
+        read -r -a flags <"$flags_file" || flags=()
         log="$OUT/gpu-e2e-$variant-$name.txt"
         if timeout 300 "$BUILD/bin/moe-run" "$program" --inputs "$inputs" \
           --compare "$references" --rtol 1e-4 --atol 1e-5 --warmup 1 \

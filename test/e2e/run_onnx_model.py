@@ -102,6 +102,8 @@ def main():
     parser.add_argument("--single-device-grid", action="store_true",
                         help="with --plan on one rank: keep the collectives "
                              "(moe-compile --single-device-grid)")
+    parser.add_argument("--cuda-chip", default="",
+                        help="moe-compile --cuda-chip (none: PTX only)")
     parser.add_argument("--gpu-transport", default="",
                         help="moe-run --gpu-transport (auto, nccl, staged)")
     parser.add_argument("--target", choices=["cpu", "cuda"], default="cpu",
@@ -164,6 +166,8 @@ def main():
         compile_command.append("--dim-params=" + args.dim_params)
     if args.target == "cuda":
         compile_command.append("--target=cuda")
+    if args.cuda_chip:
+        compile_command.append("--cuda-chip=" + args.cuda_chip)
     ranks = args.mpirun or args.ranks
     if args.plan:
         compile_command += [f"--machine=cpu:{ranks}", "--plan=" + args.plan]
