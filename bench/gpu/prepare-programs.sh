@@ -13,6 +13,8 @@
 #   bf16      the one-gpu programs (named in program-dir, not copied) with
 #             bf16 feed-forward GEMMs (--gpu-precision bf16, --rtol /
 #             --atol 5e-2: see below)
+#   graphs    the one-gpu programs of the Hugging Face exports with CUDA
+#             graphs (--cuda-graphs)
 #   capacity  capacity mode (test/e2e/capacity_mode.py), 1 to 4 ranks
 #   ep2       partitioned for 2 ranks (--plan ep=2; token counts rounded to
 #             even), both on the one GPU: NCCL refuses two ranks per
@@ -78,6 +80,14 @@ done <test/e2e/models.txt
 # A token whose next-layer router sees two experts within that error of
 # each other may route differently in bf16; that would show as a failure
 # of the model here, named in gpu-e2e.json.
+# The Hugging Face exports (attention between MoE layers) once more with
+# CUDA graphs (moe-run --cuda-graphs), against the same references.
+for program in .gpu-programs/one-gpu/*batched_mm*-cuda; do
+  mkdir -p ".gpu-programs/graphs/$(basename "$program")"
+  echo "$program" >".gpu-programs/graphs/$(basename "$program")/program-dir"
+  echo "--cuda-graphs" >".gpu-programs/graphs/$(basename "$program")/run-flags"
+  count=$((count + 1))
+done
 for program in .gpu-programs/one-gpu/*-cuda; do
   mkdir -p ".gpu-programs/bf16/$(basename "$program")"
   echo "$program" >".gpu-programs/bf16/$(basename "$program")/program-dir"

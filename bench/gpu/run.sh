@@ -117,13 +117,14 @@ if wants models; then
         fi
         p50=$(sed -n 's/^latency: p50 \([0-9.]*\) ms.*/\1/p' "$log")
         transport=$(sed -n 's/^ranks: [0-9]* (\(.*\) transport).*/\1/p' "$log")
+        graphs=$(sed -n 's/^cuda graphs: \([0-9]*\) .*/\1/p' "$log")
         reason=$(grep -m1 "moe-run:.*\(line\|needs\|cannot\|rank\)" "$log" |
           sed 's/"/\\"/g' || true)
         ((first)) || echo ","
         first=0
-        printf '  {"variant": "%s", "model": "%s", "flags": "%s", "transport": "%s", "result": "%s", "p50_ms": %s, "note": "%s"}' \
-          "$variant" "$name" "${flags[*]}" "$transport" "$result" \
-          "${p50:-null}" "$reason"
+        printf '  {"variant": "%s", "model": "%s", "flags": "%s", "transport": "%s", "graphs": %s, "result": "%s", "p50_ms": %s, "note": "%s"}' \
+          "$variant" "$name" "${flags[*]}" "$transport" "${graphs:-null}" \
+          "$result" "${p50:-null}" "$reason"
         echo "$variant/$name: $result ${p50:+(p50 $p50 ms)} $reason" >&2
       done
       echo

@@ -20,8 +20,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <numeric>
+#include <optional>
 
 namespace moe::rt::cuda {
 
@@ -153,6 +155,9 @@ struct CudaExecutor::State {
   std::map<size_t, int64_t *> expertOffsets;
   /// Host copies of the static values, while they are computed at load.
   std::vector<Tensor> host;
+  /// cuBLAS's workspace, given to it so that it allocates nothing while a
+  /// CUDA graph is captured.
+  void *blasWorkspace = nullptr;
 
   ~State();
   Status allocate(size_t bytes, void *&pointer) {
@@ -172,6 +177,18 @@ struct CudaExecutor::State {
   Status runStaticOnHost(size_t index);
   Status runCombine(size_t index);
   Status runOnHost(size_t index);
+  /// Operations [first, last] that need no host while they run (launches,
+  /// copies, f32 GEMMs and dense FFNs), replayed as one CUDA graph
+  /// (CudaOptions::graphs). Captured on the first run; a capture that
+  /// fails leaves the stretch to run op by op from then on.
+  struct Segment {
+    size_t first, last;
+    cudaGraphExec_t graph = nullptr;
+    bool failed = false;
+  };
+  std::vector<Segment> segments;
+  void planSegments();
+  Status runSegment(Segment &segment, const std::function<bool(size_t)> &runs);
   Status runCollective(size_t index);
   Status findGroup(const Operation &op, Communicator *&group);
   /// The host copy of value `id` (downloaded when the host does not have
@@ -310,16 +327,21 @@ Status checkCudaSupport(const Program &program) {
 CudaExecutor::State::~State() {
   if (stream)
     cudaStreamSynchronize(stream);
-  // The cuBLAS handles go before the stream they are bound to.
+  for (Segment &segment : segments)
+    if (segment.graph)
+      cudaGraphExecDestroy(segment.graph);
+  // The cuBLAS handles go before the stream they are bound to and the
+  // workspace they were given.
   expertGemm.reset();
+  if (blas)
+    cublasDestroy(blas);
+  blas = nullptr;
   for (void *pointer : owned)
     cudaFree(pointer);
   if (arena)
     cudaFree(arena);
   for (auto &[name, module] : modules)
     cudaLibraryUnload(module);
-  if (blas)
-    cublasDestroy(blas);
   if (stream)
     cudaStreamDestroy(stream);
 }
@@ -330,6 +352,13 @@ const Program &CudaExecutor::program() const { return state_->program; }
 int64_t CudaExecutor::weightBytes() const { return state_->weightBytes; }
 int64_t CudaExecutor::arenaBytes() const { return state_->arenaBytes; }
 int CudaExecutor::modulesFromCubin() const { return state_->modulesFromCubin; }
+
+int CudaExecutor::graphs() const {
+  int count = 0;
+  for (const State::Segment &segment : state_->segments)
+    count += segment.graph != nullptr;
+  return count;
+}
 
 std::string CudaExecutor::deviceName() const {
   cudaDeviceProp properties;
@@ -369,6 +398,12 @@ Status CudaExecutor::create(Program program,
   if (cublasCreate(&s.blas) != CUBLAS_STATUS_SUCCESS ||
       cublasSetStream(s.blas, s.stream) != CUBLAS_STATUS_SUCCESS)
     return Status::error("cannot create a cuBLAS handle");
+  constexpr size_t blasWorkspaceBytes = 32 << 20;
+  if (Status status = s.allocate(blasWorkspaceBytes, s.blasWorkspace); !status)
+    return status;
+  if (cublasSetWorkspace(s.blas, s.blasWorkspace, blasWorkspaceBytes) !=
+      CUBLAS_STATUS_SUCCESS)
+    return Status::error("cannot give cuBLAS its workspace");
   if (Status status = s.expertGemm->init(s.stream); !status)
     return status;
 
@@ -667,6 +702,7 @@ Status CudaExecutor::create(Program program,
     if (s.isStatic[id] && host[id].data() && isIndexType(host[id].dtype()))
       s.staticHostValues[id] = std::move(host[id]);
   host.clear();
+  s.planSegments();
   return Status::success();
 }
 
@@ -728,6 +764,103 @@ Status CudaExecutor::State::runStaticOnHost(size_t index) {
                        host[result].sizeInBytes(), cudaMemcpyHostToDevice);
         error != cudaSuccess)
       return operationError(op, "uploading its result: " + cudaText(error));
+  return Status::success();
+}
+
+std::vector<std::pair<size_t, size_t>>
+graphStretches(const Program &program, const std::vector<bool> &skipped,
+               const std::vector<bool> &lowPrecision) {
+  std::vector<ValueType> types = valueTypes(program);
+  // What can be captured: work on the stream alone, with no host copy
+  // (pageable copies cannot be captured) and no host bookkeeping that a
+  // replay would skip (the host copies of reshaped counts).
+  auto capturable = [&](size_t i) {
+    const Operation &op = program.operations[i];
+    if (op.op == "launch" || op.op == "matmul")
+      return true;
+    if (op.op == "reshape")
+      return !isIndexType(types[op.operands[0]].dtype);
+    return op.op == "ffn" && !lowPrecision[i];
+  };
+  std::vector<std::pair<size_t, size_t>> stretches;
+  std::optional<std::pair<size_t, size_t>> open;
+  size_t captured = 0;
+  auto close = [&] {
+    // A graph pays off from a few launches on.
+    if (open && captured >= 2)
+      stretches.push_back(*open);
+    open.reset();
+    captured = 0;
+  };
+  for (size_t i = 0; i < program.operations.size(); ++i) {
+    if (skipped[i]) {
+      if (open)
+        open->second = i;
+      continue;
+    }
+    if (!capturable(i)) {
+      close();
+      continue;
+    }
+    if (!open)
+      open = std::pair{i, i};
+    open->second = i;
+    ++captured;
+  }
+  close();
+  return stretches;
+}
+
+void CudaExecutor::State::planSegments() {
+  segments.clear();
+  if (!options.graphs)
+    return;
+  std::vector<bool> skipped(program.operations.size());
+  for (size_t i = 0; i < skipped.size(); ++i) {
+    const Operation &op = program.operations[i];
+    skipped[i] =
+        (!op.results.empty() && isStatic[op.results.front()]) || !runsHere[i];
+  }
+  for (auto [first, last] : graphStretches(program, skipped, lowPrecision))
+    segments.push_back({first, last});
+}
+
+Status
+CudaExecutor::State::runSegment(Segment &segment,
+                                const std::function<bool(size_t)> &runs) {
+  auto runEach = [&]() -> Status {
+    for (size_t i = segment.first; i <= segment.last; ++i)
+      if (runs(i))
+        if (Status status = runOperation(i); !status)
+          return status;
+    return Status::success();
+  };
+  if (!segment.graph) {
+    // Thread-local capture: other ranks' threads keep using CUDA freely.
+    if (cudaError_t error =
+            cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+        error != cudaSuccess)
+      return Status::error("cudaStreamBeginCapture: " + cudaText(error));
+    Status captured = runEach();
+    cudaGraph_t graph = nullptr;
+    cudaError_t ended = cudaStreamEndCapture(stream, &graph);
+    cudaGraphExec_t exec = nullptr;
+    if (captured && ended == cudaSuccess && graph &&
+        cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess)
+      segment.graph = exec;
+    if (graph)
+      cudaGraphDestroy(graph);
+    if (!segment.graph) {
+      // Not capturable after all: op by op from now on (this run too,
+      // since nothing ran while capturing).
+      cudaGetLastError();
+      segment.failed = true;
+      return runEach();
+    }
+  }
+  if (cudaError_t error = cudaGraphLaunch(segment.graph, stream);
+      error != cudaSuccess)
+    return Status::error("cudaGraphLaunch: " + cudaText(error));
   return Status::success();
 }
 
@@ -1425,10 +1558,24 @@ Status CudaExecutor::run(const std::vector<Tensor> &inputs,
   if (cudaError_t error = cudaStreamSynchronize(s.stream); error != cudaSuccess)
     return Status::error(cudaText(error));
   s.hostValues.clear();
-  for (size_t i = 0; i < p.operations.size(); ++i) {
+  auto runs = [&](size_t i) {
     const Operation &op = p.operations[i];
-    if ((!op.results.empty() && s.isStatic[op.results.front()]) ||
-        !s.runsHere[i])
+    return (op.results.empty() || !s.isStatic[op.results.front()]) &&
+           s.runsHere[i];
+  };
+  size_t segment = 0;
+  for (size_t i = 0; i < p.operations.size(); ++i) {
+    // A stretch of operations that needs no host: one CUDA graph.
+    while (segment < s.segments.size() && s.segments[segment].first < i)
+      ++segment;
+    if (segment < s.segments.size() && s.segments[segment].first == i &&
+        !s.segments[segment].failed) {
+      if (Status status = s.runSegment(s.segments[segment], runs); !status)
+        return status;
+      i = s.segments[segment].last;
+      continue;
+    }
+    if (!runs(i))
       continue;
     if (Status status = s.runOperation(i); !status)
       return status;

@@ -130,6 +130,45 @@ TEST(CudaSupportTest, RefusesAFeedForwardTypeItHasNoKernelsFor) {
       << status.message;
 }
 
+TEST(CudaGraphsTest, StretchesStopWhereTheHostIsNeeded) {
+  const char *launch =
+      "launches=s:k0%3Ak0%201%2C1%2C1%204%2C1%2C1%20in0%20out0 "
+      "scratch=a:\n";
+  Program program = parse(
+      std::string("gpu-module k0 .version%208.0\ninput 0 x f32 4x8\n"
+                  "weight 1 w f32 8x8 m.onnx 0 256\n"
+                  "weight 2 up f32 2x8x8 m.onnx 0 512\n"
+                  "weight 3 down f32 2x8x8 m.onnx 0 512\n"
+                  "const 4 i64 4x1 0\n") +
+      // 0-2: launch, matmul, reshape: one stretch.
+      "op launch 5:f32:4x8 = 0 " + launch + "op matmul 6:f32:4x8 = 5,1\n" +
+      "op reshape 7:f32:4x8 = 6\n" +
+      // 3: dispatch needs the host; 4: a reshape of counts keeps their host
+      // copy; 5: expert_ffn sizes its GEMMs on the host.
+      "op dispatch 8:f32:4x8,9:i64:2,10:i64:4 = 7,4 num_experts=i:2\n" +
+      "op reshape 11:i64:1x2 = 9\n" +
+      "op expert_ffn 12:f32:4x8 = 8,9,-,2,3,-,-,- activation=s:relu\n" +
+      // 6: a lone launch is not worth a graph; 7: combine; 8-10: a stretch.
+      "op launch 13:f32:4x8 = 12 " + launch +
+      "op combine 14:f32:4x8 = 13,10,0\n" + "op launch 15:f32:4x8 = 14 " +
+      launch + "op matmul 16:f32:4x8 = 15,1\n" +
+      "op matmul 17:f32:4x8 = 16,1\n" + "output 17 y\n");
+  std::vector<bool> skipped(program.operations.size(), false);
+  std::vector<bool> lowPrecision(program.operations.size(), false);
+  using Stretches = std::vector<std::pair<size_t, size_t>>;
+  EXPECT_EQ(cuda::graphStretches(program, skipped, lowPrecision),
+            (Stretches{{0, 2}, {8, 10}}));
+  // An operation another stage runs neither ends a stretch nor counts.
+  skipped[9] = true;
+  EXPECT_EQ(cuda::graphStretches(program, skipped, lowPrecision),
+            (Stretches{{0, 2}, {8, 10}}));
+  skipped[9] = false;
+  skipped[1] = true;
+  skipped[2] = true;
+  EXPECT_EQ(cuda::graphStretches(program, skipped, lowPrecision),
+            (Stretches{{8, 10}}));
+}
+
 TEST(CudaSupportTest, LaunchesMakeACudaProgram) {
   Program program =
       parse("gpu-module k0 .version%208.0\ninput 0 x f32 4\n"

@@ -84,6 +84,12 @@ options:
                           accumulation; attention and routing stay f32).
                           bf16 results differ from f32 ones by about 1e-2
                           relative: compare with --rtol / --atol to match
+  --cuda-graphs           for programs compiled with --target cuda, replay
+                          each stretch of operations that needs no host
+                          (attention, normalisation, routing between MoE
+                          layers) as one CUDA graph, captured on the first
+                          run; the MoE dispatch and experts still run op by
+                          op (their sizes come from the routing)
   --help                  this text
 
 example:
@@ -115,6 +121,7 @@ struct Options {
   std::string trace, expertLoad;
   std::string gpuTransport = "auto";
   std::string gpuPrecision = "f32";
+  bool cudaGraphs = false;
 };
 
 bool parseNumber(const char *text, double &value) {
@@ -139,6 +146,8 @@ int parseArgs(int argc, char **argv, Options &options) {
     if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
+    } else if (arg == "--cuda-graphs") {
+      options.cudaGraphs = true;
     } else if (arg == "--gpu-precision") {
       if (!value(text))
         return 2;
@@ -594,6 +603,7 @@ public:
     cuda::CudaOptions gpuOptions;
     gpuOptions.feedForwardType =
         options.gpuPrecision == "bf16" ? DType::BF16 : DType::F32;
+    gpuOptions.graphs = options.cudaGraphs;
     bf16_ = options.gpuPrecision == "bf16";
     if (devices == 0) // The executor says why it needs a GPU.
       return cuda::CudaExecutor::create(program, directoryOf(options.program),
@@ -680,6 +690,15 @@ public:
     if (deviceWorld_)
       deviceWorld_->abort(reason);
 #endif
+  }
+
+  /// The CUDA graphs a GPU rank replays (0 on the CPU).
+  int graphs() const {
+#ifdef MOE_RUN_WITH_CUDA
+    if (gpu_)
+      return gpu_->graphs();
+#endif
+    return 0;
   }
 
   /// The CPU executor (null for a CUDA program).
@@ -811,6 +830,10 @@ int runRank(const Options &options, const Program &program,
     std::printf("throughput: %.1f tokens/s (%lld tokens per run)\n",
                 tokensPerRun(loaded) / p50,
                 static_cast<long long>(tokensPerRun(loaded)));
+  if (leader && options.cudaGraphs)
+    std::printf("cuda graphs: %d stretches of operations replayed as "
+                "graphs\n",
+                executor.graphs());
 
   std::string traceText;
   if (!options.trace.empty()) {

@@ -102,6 +102,8 @@ def main():
     parser.add_argument("--single-device-grid", action="store_true",
                         help="with --plan on one rank: keep the collectives "
                              "(moe-compile --single-device-grid)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="moe-run --cuda-graphs")
     parser.add_argument("--cuda-chip", default="",
                         help="moe-compile --cuda-chip (none: PTX only)")
     parser.add_argument("--gpu-transport", default="",
@@ -183,6 +185,8 @@ def main():
         run_command += ["--ranks", str(args.ranks)]
     if args.gpu_transport:
         run_command += ["--gpu-transport", args.gpu_transport]
+    if args.cuda_graphs:
+        run_command.append("--cuda-graphs")
     if args.mpirun:
         mpirun = shutil.which("mpirun")
         if not mpirun:

@@ -45,6 +45,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace moe::rt::cuda {
@@ -67,6 +68,15 @@ std::unique_ptr<Communicator> stagedDeviceCommunicator(Communicator &host);
 /// The number of CUDA devices, 0 when there are none (or no driver).
 int deviceCount();
 
+/// The stretches [first, last] of `program`'s operations that CUDA graphs
+/// replay (CudaOptions::graphs): runs of two or more operations that need
+/// no host (launches, f32 matmuls and dense FFNs, reshapes of non-index
+/// values), over operations `skipped` (static, or another pipeline
+/// stage's); `lowPrecision` marks bf16 FFNs. Needs no GPU.
+std::vector<std::pair<size_t, size_t>>
+graphStretches(const Program &program, const std::vector<bool> &skipped,
+               const std::vector<bool> &lowPrecision);
+
 /// Whether the CUDA backend can run every operation of `program`; else
 /// the first it cannot, named by line, and why. Needs no GPU.
 Status checkCudaSupport(const Program &program);
@@ -79,6 +89,11 @@ struct CudaOptions {
   /// load, rows converted around the FFN). Other GEMMs (attention, the
   /// router, output heads) stay f32, so routing decisions see f32 logits.
   DType feedForwardType = DType::F32;
+  /// Replay each stretch of operations that needs no host (launches,
+  /// copies, f32 GEMMs, dense FFNs: the attention and normalisation between
+  /// MoE layers) as one CUDA graph, captured on the first run; a stretch
+  /// that cannot be captured runs op by op.
+  bool graphs = false;
 };
 
 class CudaExecutor {
@@ -108,6 +123,10 @@ public:
   /// How many of the program's gpu-modules were loaded from their cubin
   /// (the rest from PTX, compiled by the driver).
   int modulesFromCubin() const;
+
+  /// The CUDA graphs the runs replay (after the first run; 0 without
+  /// CudaOptions::graphs).
+  int graphs() const;
 
   /// The device's name, for reports.
   std::string deviceName() const;
