@@ -13,6 +13,8 @@
 #   bf16      the one-gpu programs (named in program-dir, not copied) with
 #             bf16 feed-forward GEMMs (--gpu-precision bf16, --rtol /
 #             --atol 5e-2: see below)
+#   f16       the same with f16 feed-forward GEMMs (--gpu-precision f16,
+#             --rtol / --atol 1e-2)
 #   graphs    the one-gpu programs of the Hugging Face exports with CUDA
 #             graphs (--cuda-graphs)
 #   capacity  capacity mode (test/e2e/capacity_mode.py), 1 to 4 ranks
@@ -93,6 +95,17 @@ for program in .gpu-programs/one-gpu/*-cuda; do
   echo "$program" >".gpu-programs/bf16/$(basename "$program")/program-dir"
   echo "--gpu-precision bf16 --rtol 5e-2 --atol 5e-2" \
     >".gpu-programs/bf16/$(basename "$program")/run-flags"
+  count=$((count + 1))
+done
+# And with f16 feed-forward GEMMs (--gpu-precision f16): 11 significant
+# bits, each rounding within 2^-12 relative, so 1e-2 keeps the same margin
+# over the accumulated error as bf16's 5e-2; the small models' activations
+# stay far below f16's limit of 65504.
+for program in .gpu-programs/one-gpu/*-cuda; do
+  mkdir -p ".gpu-programs/f16/$(basename "$program")"
+  echo "$program" >".gpu-programs/f16/$(basename "$program")/program-dir"
+  echo "--gpu-precision f16 --rtol 1e-2 --atol 1e-2" \
+    >".gpu-programs/f16/$(basename "$program")/run-flags"
   count=$((count + 1))
 done
 # Capacity mode (test/e2e/capacity_mode.py): 3 models x {1, ep=2, ep=2 x

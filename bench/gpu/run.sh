@@ -5,12 +5,12 @@
 #   gpu-tests.txt        ctest output of the gpu label (a failure fails run.sh)
 #   gpu-e2e.json         every model of the import test set, compiled here
 #                        with --target cuda (bench/gpu/prepare-programs.sh)
-#                        and run on the GPU four ways (one GPU, f32 and
-#                        bf16; a one-device grid through NCCL; ep=2 on two
-#                        ranks sharing the GPU, staged), and the capacity
-#                        mode cases, against onnxruntime's outputs (rtol
-#                        1e-4, atol 1e-5; bf16 5e-2), with the median
-#                        latency of 5 runs
+#                        and run on the GPU five ways (one GPU, f32, bf16
+#                        and f16; a one-device grid through NCCL; ep=2 on
+#                        two ranks sharing the GPU, staged), and the
+#                        capacity mode cases, against onnxruntime's outputs
+#                        (rtol 1e-4, atol 1e-5; bf16 5e-2, f16 1e-2), with
+#                        the median latency of 5 runs
 #   permute_bench.json   permute / unpermute bandwidth against the HBM copy
 #                        (4096 tokens; permute_bench_decode.json: 64 tokens)
 #   moe_layer_vs_torch.json  the whole MoE layer (Mixtral 8x7B sizes, 4096
@@ -90,7 +90,7 @@ if wants tests; then
 fi
 
 if wants models; then
-  echo "== models of the import test set on the GPU (one-gpu, bf16, nccl1, ep2, capacity)"
+  echo "== models of the import test set on the GPU (one-gpu, bf16, f16, graphs, nccl1, ep2, capacity)"
   if compgen -G ".gpu-programs/*/*/run-flags" >/dev/null; then
     {
       echo "["

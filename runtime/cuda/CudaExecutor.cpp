@@ -143,8 +143,8 @@ struct CudaExecutor::State {
   /// Host copies of the static integer values, kept from the load.
   std::map<int, Tensor> staticHostValues;
   CudaOptions options;
-  /// Per operation: an FFN whose GEMMs run in bf16 (CudaOptions), and the
-  /// bf16 copies of its weights, by value.
+  /// Per operation: an FFN whose GEMMs run in bf16 or fp16 (CudaOptions),
+  /// and the 16-bit copies of its weights, by value.
   std::vector<bool> lowPrecision;
   std::map<int, void *> lowPrecisionWeights;
   /// Per combine op: the device array of each pair's row.
@@ -378,10 +378,11 @@ Status CudaExecutor::create(Program program,
   s.deviceIndex = device;
   s.options = options;
   if (options.feedForwardType != DType::F32 &&
-      options.feedForwardType != DType::BF16)
+      options.feedForwardType != DType::BF16 &&
+      options.feedForwardType != DType::F16)
     return Status::error(std::string("feed-forward GEMMs in ") +
                          dtypeName(options.feedForwardType) +
-                         " are not supported (f32 and bf16 are)");
+                         " are not supported (f32, bf16 and f16 are)");
   const Program &p = s.program;
   // What the backend cannot run is named first: that needs no GPU.
   if (Status status = checkCudaSupport(p); !status)
@@ -470,8 +471,8 @@ Status CudaExecutor::create(Program program,
   // Only what the operations of this rank read goes to the device: static
   // values read at run time stay, those read only by the static
   // operations (a weight before its slice) go once the load is done.
-  // FFNs on weights alone run their GEMMs in bf16 when asked: they read
-  // bf16 copies of those weights, made at the end of the load.
+  // FFNs on weights alone run their GEMMs in bf16 or fp16 when asked: they
+  // read 16-bit copies of those weights, made at the end of the load.
   s.lowPrecision.assign(p.operations.size(), false);
   auto weightOperands = [](const Operation &op) {
     int shift = op.op == "expert_ffn" ? 1 : 0;
@@ -480,7 +481,7 @@ Status CudaExecutor::create(Program program,
   };
   for (size_t i = 0; i < p.operations.size(); ++i) {
     const Operation &op = p.operations[i];
-    if (s.options.feedForwardType != DType::BF16 || !s.runsHere[i] ||
+    if (s.options.feedForwardType == DType::F32 || !s.runsHere[i] ||
         (op.op != "expert_ffn" && op.op != "ffn") ||
         s.isStatic[op.results.front()])
       continue;
@@ -498,7 +499,7 @@ Status CudaExecutor::create(Program program,
     bool atLoad = !op.results.empty() && s.isStatic[op.results.front()];
     std::vector<int> converted =
         s.lowPrecision[i] ? weightOperands(op) : std::vector<int>();
-    // The weights of a bf16 FFN are converted from their host copies.
+    // The weights of a 16-bit FFN are converted from their host copies.
     for (int operand : op.operands)
       if (operand >= 0 && std::find(converted.begin(), converted.end(),
                                     operand) == converted.end())
@@ -580,7 +581,7 @@ Status CudaExecutor::create(Program program,
       int64_t ffn = s.types[op.operands[expert ? 3 : 2]].shape.back();
       bool gated = op.operands[expert ? 2 : 1] >= 0;
       if (s.lowPrecision[i]) {
-        // bf16 gate and up products, input rows and output rows.
+        // 16-bit gate and up products, input rows and output rows.
         int64_t half = 2;
         sizes = {rows * ffn * half, gated ? rows * ffn * half : 0,
                  rows * input.shape.back() * half,
@@ -673,16 +674,16 @@ Status CudaExecutor::create(Program program,
                                      released.begin(), released.end(), pointer);
                                }),
                 s.owned.end());
-  // The bf16 copies of the weights of bf16 FFNs, converted on the host
+  // The 16-bit copies of the weights of 16-bit FFNs, converted on the host
   // (after the release above, so that the f32 copies are gone first: a
-  // model may fit on the GPU in bf16 only).
+  // model may fit on the GPU in 16 bits only).
   for (size_t i = 0; i < p.operations.size(); ++i) {
     if (!s.lowPrecision[i])
       continue;
     for (int id : weightOperands(p.operations[i])) {
       if (id < 0 || s.lowPrecisionWeights.count(id))
         continue;
-      Tensor low(DType::BF16, host[id].shape());
+      Tensor low(s.options.feedForwardType, host[id].shape());
       convert(host[id], low);
       void *pointer = nullptr;
       if (Status status = s.allocate(low.sizeInBytes(), pointer); !status)
@@ -690,7 +691,7 @@ Status CudaExecutor::create(Program program,
       if (cudaError_t error = cudaMemcpy(pointer, low.data(), low.sizeInBytes(),
                                          cudaMemcpyHostToDevice);
           error != cudaSuccess)
-        return Status::error("uploading the bf16 copy of value " +
+        return Status::error("uploading the 16-bit copy of value " +
                              std::to_string(id) + ": " + cudaText(error));
       s.lowPrecisionWeights[id] = pointer;
       s.weightBytes += low.sizeInBytes();
@@ -1343,16 +1344,15 @@ Status CudaExecutor::State::runFeedForward(size_t index) {
   int64_t ffn = types[op.operands[upOperand]].shape.back();
   bool gated = op.operands[gateOperand] >= 0;
   // The storage type of the GEMMs' operands (f32 accumulation either way);
-  // a bf16 FFN converts its input rows first and its output rows last.
-  DType compute = lowPrecision[index] ? DType::BF16 : DType::F32;
+  // a 16-bit FFN converts its input rows first and its output rows last.
+  DType compute = lowPrecision[index] ? options.feedForwardType : DType::F32;
   void *first = scratch[index][0];
   void *second = gated ? scratch[index][1] : nullptr;
   const void *x = device[op.operands[0]];
   void *out = device[op.results[0]];
-  if (compute == DType::BF16) {
-    if (Status status =
-            convertElements(DType::F32, x, DType::BF16, scratch[index][2],
-                            rows * hidden, stream);
+  if (compute != DType::F32) {
+    if (Status status = convertElements(
+            DType::F32, x, compute, scratch[index][2], rows * hidden, stream);
         !status)
       return status;
     x = scratch[index][2];
@@ -1412,8 +1412,8 @@ Status CudaExecutor::State::runFeedForward(size_t index) {
 
   const float one = 1.0f, zero = 0.0f;
   // out[rows, n] = in[rows, k] @ w[k, n] (row-major, so cuBLAS computes
-  // the column-major out^T = w^T in^T), or per expert group; a bf16 dense
-  // FFN is one group.
+  // the column-major out^T = w^T in^T), or per expert group; a 16-bit
+  // dense FFN is one group.
   std::vector<int64_t> allRows{rows};
   auto product = [&](const void *in, const void *w, void *result, int64_t k,
                      int64_t n) -> Status {
@@ -1439,10 +1439,10 @@ Status CudaExecutor::State::runFeedForward(size_t index) {
                    static_cast<const float *>(device[op.operands[operand]]),
                    offsets, experts, biasedRows, columns, stream);
   };
-  // A weight as the GEMMs read it: its bf16 copy on the bf16 path.
+  // A weight as the GEMMs read it: its 16-bit copy on the 16-bit paths.
   auto weight = [&](int operand) -> const void * {
     int id = op.operands[operand];
-    return compute == DType::BF16 ? lowPrecisionWeights.at(id) : device[id];
+    return compute != DType::F32 ? lowPrecisionWeights.at(id) : device[id];
   };
   // One projection: the product with a weight, then its bias.
   auto project = [&](const void *in, int weightOperand, int biasOperand,
@@ -1469,11 +1469,11 @@ Status CudaExecutor::State::runFeedForward(size_t index) {
         !status)
       return status;
   } else {
-    // bf16: the down projection's rows back to f32, then its bias in f32.
+    // 16 bits: the down projection's rows back to f32, then its bias in f32.
     if (Status status = product(first, weight(downOperand), out, ffn, hidden);
         !status)
       return status;
-    if (Status status = convertElements(DType::BF16, out, DType::F32, result,
+    if (Status status = convertElements(compute, out, DType::F32, result,
                                         rows * hidden, stream);
         !status)
       return status;

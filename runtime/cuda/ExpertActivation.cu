@@ -3,15 +3,19 @@
 // Part of moe-compiler's runtime (CUDA backend).
 //
 // Between an expert's two GEMMs: one element-wise pass over the
-// intermediate rows, bandwidth bound like the permute kernels; f32 or bf16
-// storage, f32 math. Also the f32 <-> bf16 conversions of the bf16 path.
+// intermediate rows, bandwidth bound like the permute kernels; f32, bf16 or
+// fp16 storage, f32 math. Also the conversions between f32 and the 16-bit
+// types of the low-precision paths.
 //
 //===----------------------------------------------------------------------===//
 
 #include "moe/Runtime/CudaExpertGemm.h"
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include <type_traits>
 
 namespace moe::rt::cuda {
 namespace {
@@ -22,9 +26,33 @@ __device__ float load(const float *values, int64_t i) { return values[i]; }
 __device__ float load(const __nv_bfloat16 *values, int64_t i) {
   return __bfloat162float(values[i]);
 }
+__device__ float load(const __half *values, int64_t i) {
+  return __half2float(values[i]);
+}
 __device__ void store(float *values, int64_t i, float x) { values[i] = x; }
 __device__ void store(__nv_bfloat16 *values, int64_t i, float x) {
   values[i] = __float2bfloat16_rn(x);
+}
+__device__ void store(__half *values, int64_t i, float x) {
+  values[i] = __float2half_rn(x);
+}
+
+/// Calls `body` with a null pointer of the device type that stores `dtype`
+/// (f32, bf16 or fp16); false for another type.
+template <typename Body> bool withStorage(DType dtype, Body &&body) {
+  switch (dtype) {
+  case DType::F32:
+    body(static_cast<float *>(nullptr));
+    return true;
+  case DType::BF16:
+    body(static_cast<__nv_bfloat16 *>(nullptr));
+    return true;
+  case DType::F16:
+    body(static_cast<__half *>(nullptr));
+    return true;
+  default:
+    return false;
+  }
 }
 
 template <typename T>
@@ -103,7 +131,7 @@ unsigned blocksFor(int64_t n, int threads) {
 
 Status unsupportedType(const char *what, DType dtype) {
   return Status::error(std::string(what) + ": " + dtypeName(dtype) +
-                       " is not supported (f32 and bf16 are)");
+                       " is not supported (f32, bf16 and f16 are)");
 }
 
 } // namespace
@@ -115,14 +143,12 @@ Status addBias(DType dtype, void *rows, const float *bias,
     return Status::success();
   unsigned blocks = static_cast<unsigned>(std::min<int64_t>(numRows, 65535));
   auto cudaStream = static_cast<cudaStream_t>(stream);
-  if (dtype == DType::F32)
+  bool supported = withStorage(dtype, [&](auto *typed) {
+    using T = std::remove_pointer_t<decltype(typed)>;
     addBiasKernel<<<blocks, 256, 0, cudaStream>>>(
-        static_cast<float *>(rows), bias, offsets, experts, numRows, columns);
-  else if (dtype == DType::BF16)
-    addBiasKernel<<<blocks, 256, 0, cudaStream>>>(
-        static_cast<__nv_bfloat16 *>(rows), bias, offsets, experts, numRows,
-        columns);
-  else
+        static_cast<T *>(rows), bias, offsets, experts, numRows, columns);
+  });
+  if (!supported)
     return unsupportedType("bias kernel", dtype);
   return launchStatus("bias kernel");
 }
@@ -140,18 +166,22 @@ Status convertElements(DType from, const void *source, DType to, void *target,
     return Status::success();
   unsigned blocks = blocksFor(n, 256);
   auto cudaStream = static_cast<cudaStream_t>(stream);
-  if (from == DType::F32 && to == DType::BF16)
-    convertKernel<<<blocks, 256, 0, cudaStream>>>(
-        static_cast<const float *>(source),
-        static_cast<__nv_bfloat16 *>(target), n);
-  else if (from == DType::BF16 && to == DType::F32)
-    convertKernel<<<blocks, 256, 0, cudaStream>>>(
-        static_cast<const __nv_bfloat16 *>(source),
-        static_cast<float *>(target), n);
-  else
+  // One side is f32, the other any storage type.
+  bool supported = false;
+  if ((from == DType::F32) != (to == DType::F32))
+    withStorage(from, [&](auto *typedFrom) {
+      supported = withStorage(to, [&](auto *typedTo) {
+        using From = std::remove_pointer_t<decltype(typedFrom)>;
+        using To = std::remove_pointer_t<decltype(typedTo)>;
+        convertKernel<<<blocks, 256, 0, cudaStream>>>(
+            static_cast<const From *>(source), static_cast<To *>(target), n);
+      });
+    });
+  if (!supported)
     return Status::error(std::string("conversion from ") + dtypeName(from) +
                          " to " + dtypeName(to) +
-                         " is not supported (f32 <-> bf16 is)");
+                         " is not supported (f32 <-> bf16 and f32 <-> f16 "
+                         "are)");
   return launchStatus("conversion kernel");
 }
 
@@ -184,14 +214,12 @@ Status activate(const std::string &activation, DType dtype, void *values,
     return Status::success();
   unsigned blocks = blocksFor(n, 256);
   auto cudaStream = static_cast<cudaStream_t>(stream);
-  if (dtype == DType::F32)
+  bool supported = withStorage(dtype, [&](auto *typed) {
+    using T = std::remove_pointer_t<decltype(typed)>;
     activateKernel<<<blocks, 256, 0, cudaStream>>>(
-        static_cast<float *>(values), static_cast<const float *>(up), n, kind);
-  else if (dtype == DType::BF16)
-    activateKernel<<<blocks, 256, 0, cudaStream>>>(
-        static_cast<__nv_bfloat16 *>(values),
-        static_cast<const __nv_bfloat16 *>(up), n, kind);
-  else
+        static_cast<T *>(values), static_cast<const T *>(up), n, kind);
+  });
+  if (!supported)
     return unsupportedType("activation kernel", dtype);
   return launchStatus("activation kernel");
 }

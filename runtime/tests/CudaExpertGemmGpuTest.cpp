@@ -158,10 +158,12 @@ INSTANTIATE_TEST_SUITE_P(
 namespace {
 
 //===----------------------------------------------------------------------===//
-// The bf16 path's element-wise kernels
+// The 16-bit paths' element-wise kernels
 //===----------------------------------------------------------------------===//
 
-class Bf16KernelsGpu : public testing::Test {
+/// bf16 and f16: the device kernels against the host's conversions
+/// (Tensor.h), which the CPU backend and the weight conversion at load use.
+class LowPrecisionKernelsGpu : public testing::TestWithParam<DType> {
 protected:
   void SetUp() override {
     std::string why;
@@ -170,13 +172,27 @@ protected:
       GTEST_SKIP() << why;
     }
   }
+  uint16_t toBits(float value) const {
+    return GetParam() == DType::BF16 ? floatToBfloat16(value)
+                                     : floatToHalf(value);
+  }
+  float fromBits(uint16_t bits) const {
+    return GetParam() == DType::BF16 ? bfloat16ToFloat(bits)
+                                     : halfToFloat(bits);
+  }
+  /// Half an ulp at 1.0, relative: 2^-8 for bf16, 2^-11 for f16.
+  float halfUlp() const {
+    return GetParam() == DType::BF16 ? 0.00390625f : 0.00048828125f;
+  }
 };
 
-/// Values that exercise rounding: ties, subnormals, infinities, NaN.
+/// Values that exercise rounding: ties, subnormals, the f16 limit and
+/// past it, infinities, NaN.
 std::vector<float> awkwardValues() {
-  std::vector<float> values = {0.0f,        -0.0f,       1.0f,     -2.5f,
-                               1.00390625f, 1.01171875f, 3.0e-39f, 65504.0f,
-                               INFINITY,    -INFINITY,   NAN};
+  std::vector<float> values = {
+      0.0f,        -0.0f,          1.0f,     -2.5f,     1.00390625f,
+      1.01171875f, 1.00048828125f, 3.0e-39f, 6.0e-8f,   65504.0f,
+      65520.0f,    1.0e6f,         INFINITY, -INFINITY, NAN};
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0.0f, 3.0f);
   for (int i = 0; i < 1000; ++i)
@@ -184,55 +200,58 @@ std::vector<float> awkwardValues() {
   return values;
 }
 
-TEST_F(Bf16KernelsGpu, ConversionsRoundToNearestEvenAsTheHost) {
+TEST_P(LowPrecisionKernelsGpu, ConversionsRoundToNearestEvenAsTheHost) {
+  DType low = GetParam();
   std::vector<float> values = awkwardValues();
   int64_t n = static_cast<int64_t>(values.size());
   float *source, *back;
-  uint16_t *low;
+  uint16_t *narrow;
   ASSERT_EQ(cudaMalloc(&source, n * 4), cudaSuccess);
   ASSERT_EQ(cudaMalloc(&back, n * 4), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&low, n * 2), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&narrow, n * 2), cudaSuccess);
   ASSERT_EQ(cudaMemcpy(source, values.data(), n * 4, cudaMemcpyHostToDevice),
             cudaSuccess);
-  ASSERT_TRUE(convertElements(DType::F32, source, DType::BF16, low, n));
-  ASSERT_TRUE(convertElements(DType::BF16, low, DType::F32, back, n));
+  ASSERT_TRUE(convertElements(DType::F32, source, low, narrow, n));
+  ASSERT_TRUE(convertElements(low, narrow, DType::F32, back, n));
   std::vector<uint16_t> bits(n);
   std::vector<float> widened(n);
-  ASSERT_EQ(cudaMemcpy(bits.data(), low, n * 2, cudaMemcpyDeviceToHost),
+  ASSERT_EQ(cudaMemcpy(bits.data(), narrow, n * 2, cudaMemcpyDeviceToHost),
             cudaSuccess);
   ASSERT_EQ(cudaMemcpy(widened.data(), back, n * 4, cudaMemcpyDeviceToHost),
             cudaSuccess);
   for (int64_t i = 0; i < n; ++i) {
-    // moe::rt::floatToBfloat16 is the host's conversion (Tensor.h).
-    uint16_t expected = floatToBfloat16(values[i]);
+    uint16_t expected = toBits(values[i]);
     if (std::isnan(values[i])) {
       EXPECT_TRUE(std::isnan(widened[i])) << "element " << i;
       continue;
     }
     EXPECT_EQ(bits[i], expected) << "element " << i << " = " << values[i];
-    EXPECT_EQ(widened[i], bfloat16ToFloat(expected)) << "element " << i;
+    EXPECT_EQ(widened[i], fromBits(expected)) << "element " << i;
   }
-  EXPECT_FALSE(convertElements(DType::F32, source, DType::F16, low, n));
+  // Between two 16-bit types there is no kernel.
+  DType other = low == DType::BF16 ? DType::F16 : DType::BF16;
+  EXPECT_FALSE(convertElements(low, narrow, other, narrow, n));
   cudaFree(source);
   cudaFree(back);
-  cudaFree(low);
+  cudaFree(narrow);
 }
 
-TEST_F(Bf16KernelsGpu, SwiGLUAndBiasOnBf16Rows) {
+TEST_P(LowPrecisionKernelsGpu, SwiGLUAndBiasOn16BitRows) {
   // 3 rows of 4 columns: bias per expert (rows 0-1 expert 0, row 2 expert
-  // 1), then silu(gate) * up, all stored as bf16 and computed in f32.
+  // 1), then silu(gate) * up, all stored in 16 bits and computed in f32.
+  DType low = GetParam();
   const int64_t rows = 3, columns = 4;
   std::vector<float> gate(rows * columns), up(rows * columns),
       bias = {0.5f, -1.0f, 2.0f, 0.0f, -0.25f, 1.5f, 0.0f, 3.0f};
   for (int64_t i = 0; i < rows * columns; ++i) {
-    gate[i] = bfloat16ToFloat(floatToBfloat16(0.37f * i - 2.0f));
-    up[i] = bfloat16ToFloat(floatToBfloat16(1.0f - 0.21f * i));
+    gate[i] = fromBits(toBits(0.37f * i - 2.0f));
+    up[i] = fromBits(toBits(1.0f - 0.21f * i));
   }
   std::vector<int64_t> offsets = {0, 2, 3};
-  auto toBits = [](const std::vector<float> &values) {
+  auto allBits = [&](const std::vector<float> &values) {
     std::vector<uint16_t> bits;
     for (float value : values)
-      bits.push_back(floatToBfloat16(value));
+      bits.push_back(toBits(value));
     return bits;
   };
   uint16_t *gateDevice, *upDevice;
@@ -242,10 +261,10 @@ TEST_F(Bf16KernelsGpu, SwiGLUAndBiasOnBf16Rows) {
   ASSERT_EQ(cudaMalloc(&upDevice, rows * columns * 2), cudaSuccess);
   ASSERT_EQ(cudaMalloc(&biasDevice, bias.size() * 4), cudaSuccess);
   ASSERT_EQ(cudaMalloc(&offsetsDevice, offsets.size() * 8), cudaSuccess);
-  ASSERT_EQ(cudaMemcpy(gateDevice, toBits(gate).data(), rows * columns * 2,
+  ASSERT_EQ(cudaMemcpy(gateDevice, allBits(gate).data(), rows * columns * 2,
                        cudaMemcpyHostToDevice),
             cudaSuccess);
-  ASSERT_EQ(cudaMemcpy(upDevice, toBits(up).data(), rows * columns * 2,
+  ASSERT_EQ(cudaMemcpy(upDevice, allBits(up).data(), rows * columns * 2,
                        cudaMemcpyHostToDevice),
             cudaSuccess);
   ASSERT_EQ(cudaMemcpy(biasDevice, bias.data(), bias.size() * 4,
@@ -254,10 +273,9 @@ TEST_F(Bf16KernelsGpu, SwiGLUAndBiasOnBf16Rows) {
   ASSERT_EQ(cudaMemcpy(offsetsDevice, offsets.data(), offsets.size() * 8,
                        cudaMemcpyHostToDevice),
             cudaSuccess);
-  ASSERT_TRUE(addBias(DType::BF16, gateDevice, biasDevice, offsetsDevice, 2,
-                      rows, columns));
   ASSERT_TRUE(
-      activate("swiglu", DType::BF16, gateDevice, upDevice, rows * columns));
+      addBias(low, gateDevice, biasDevice, offsetsDevice, 2, rows, columns));
+  ASSERT_TRUE(activate("swiglu", low, gateDevice, upDevice, rows * columns));
   std::vector<uint16_t> bits(rows * columns);
   ASSERT_EQ(cudaMemcpy(bits.data(), gateDevice, rows * columns * 2,
                        cudaMemcpyDeviceToHost),
@@ -266,13 +284,12 @@ TEST_F(Bf16KernelsGpu, SwiGLUAndBiasOnBf16Rows) {
     for (int64_t c = 0; c < columns; ++c) {
       int64_t i = r * columns + c;
       int64_t expert = r < 2 ? 0 : 1;
-      float biased = bfloat16ToFloat(
-          floatToBfloat16(gate[i] + bias[expert * columns + c]));
+      float biased = fromBits(toBits(gate[i] + bias[expert * columns + c]));
       float expected = biased / (1.0f + std::exp(-biased)) * up[i];
-      // One bf16 rounding of the result (the device's expf may differ from
-      // the host's in the last f32 bit).
-      EXPECT_NEAR(bfloat16ToFloat(bits[i]), expected,
-                  std::abs(expected) * 0.0079f + 1e-6f)
+      // One 16-bit rounding of the result (the device's expf may differ
+      // from the host's in the last f32 bit).
+      EXPECT_NEAR(fromBits(bits[i]), expected,
+                  std::abs(expected) * 2.02f * halfUlp() + 1e-6f)
           << "row " << r << ", column " << c;
     }
   cudaFree(gateDevice);
@@ -280,5 +297,11 @@ TEST_F(Bf16KernelsGpu, SwiGLUAndBiasOnBf16Rows) {
   cudaFree(biasDevice);
   cudaFree(offsetsDevice);
 }
+
+INSTANTIATE_TEST_SUITE_P(Types, LowPrecisionKernelsGpu,
+                         testing::Values(DType::BF16, DType::F16),
+                         [](const testing::TestParamInfo<DType> &info) {
+                           return std::string(dtypeName(info.param));
+                         });
 
 } // namespace

@@ -118,14 +118,14 @@ TEST(CudaSupportTest, RunsTheCollectivesAndCountsOfExpertParallelism) {
 TEST(CudaSupportTest, RefusesAFeedForwardTypeItHasNoKernelsFor) {
   // Checked before anything needs a GPU.
   cuda::CudaOptions options;
-  options.feedForwardType = DType::F16;
+  options.feedForwardType = DType::I8;
   std::unique_ptr<cuda::CudaExecutor> executor;
   Status status =
       cuda::CudaExecutor::create(parse("input 0 x f32 4\noutput 0 y\n"), ".", 0,
                                  executor, nullptr, options);
   ASSERT_FALSE(status);
-  EXPECT_NE(status.message.find("feed-forward GEMMs in f16 are not "
-                                "supported (f32 and bf16 are)"),
+  EXPECT_NE(status.message.find("feed-forward GEMMs in i8 are not "
+                                "supported (f32, bf16 and f16 are)"),
             std::string::npos)
       << status.message;
 }

@@ -79,11 +79,13 @@ options:
                           one rank runs a one-device program through NCCL
   --gpu-precision P       for programs compiled with --target cuda, the
                           storage type of the feed-forward GEMMs (experts,
-                          shared experts): f32 (the default, the reference)
-                          or bf16 (weights converted at load, f32
+                          shared experts): f32 (the default, the reference),
+                          bf16 or f16 (weights converted at load, f32
                           accumulation; attention and routing stay f32).
                           bf16 results differ from f32 ones by about 1e-2
-                          relative: compare with --rtol / --atol to match
+                          relative, f16 ones by about 1e-3 (f16 has three
+                          more significant bits but overflows past 65504):
+                          compare with --rtol / --atol to match
   --cuda-graphs           for programs compiled with --target cuda, replay
                           each stretch of operations that needs no host
                           (attention, normalisation, routing between MoE
@@ -152,9 +154,10 @@ int parseArgs(int argc, char **argv, Options &options) {
       if (!value(text))
         return 2;
       options.gpuPrecision = text;
-      if (options.gpuPrecision != "f32" && options.gpuPrecision != "bf16") {
+      if (options.gpuPrecision != "f32" && options.gpuPrecision != "bf16" &&
+          options.gpuPrecision != "f16") {
         std::fprintf(stderr,
-                     "moe-run: --gpu-precision must be f32 or bf16, got "
+                     "moe-run: --gpu-precision must be f32, bf16 or f16, got "
                      "'%s'\n",
                      text);
         return 2;
@@ -601,10 +604,12 @@ public:
       local = launch.localRank;
     device_ = devices > 0 ? local % devices : 0;
     cuda::CudaOptions gpuOptions;
-    gpuOptions.feedForwardType =
-        options.gpuPrecision == "bf16" ? DType::BF16 : DType::F32;
+    gpuOptions.feedForwardType = options.gpuPrecision == "bf16"  ? DType::BF16
+                                 : options.gpuPrecision == "f16" ? DType::F16
+                                                                 : DType::F32;
     gpuOptions.graphs = options.cudaGraphs;
-    bf16_ = options.gpuPrecision == "bf16";
+    if (options.gpuPrecision != "f32")
+      precisionNote_ = ", " + options.gpuPrecision + " feed-forward GEMMs";
     if (devices == 0) // The executor says why it needs a GPU.
       return cuda::CudaExecutor::create(program, directoryOf(options.program),
                                         device_, gpu_, nullptr, gpuOptions);
@@ -717,8 +722,7 @@ public:
                   "%.1f MB of weights and a %.1f MB activation arena on %s "
                   "(GPU %d%s; %d of %zu kernel modules from their cubin)",
                   gpu_->weightBytes() / 1e6, gpu_->arenaBytes() / 1e6,
-                  gpu_->deviceName().c_str(), device_,
-                  bf16_ ? ", bf16 feed-forward GEMMs" : "",
+                  gpu_->deviceName().c_str(), device_, precisionNote_.c_str(),
                   gpu_->modulesFromCubin(), gpu_->program().gpuModules.size());
     return text;
 #else
@@ -737,7 +741,8 @@ private:
 #ifdef MOE_RUN_WITH_CUDA
   const std::vector<Tensor> *inputs_ = nullptr;
   int device_ = 0;
-  bool bf16_ = false;
+  /// ", bf16 feed-forward GEMMs" in the report, or nothing for f32.
+  std::string precisionNote_;
   // Destroyed in reverse: the executor, its device world, the bootstrap.
   std::vector<std::unique_ptr<Communicator>> bootstrap_;
   std::unique_ptr<Communicator> deviceWorld_;

@@ -18,7 +18,7 @@
 //   dispatch     the expert order on the host (a counting sort, as the CPU
 //                backend's), then the permute kernel (CudaPermute.h)
 //   expert_ffn   grouped GEMMs (CudaExpertGemm.h) around the activation, f32
-//                or bf16 storage (CudaOptions)
+//                bf16 or fp16 storage (CudaOptions)
 //   combine      the weighted unpermute kernel
 //   collectives  all_reduce, all_gather, ragged_all_to_all, stage_transfer
 //                through the rank's communicator on device memory (NCCL, or
@@ -72,7 +72,7 @@ int deviceCount();
 /// replay (CudaOptions::graphs): runs of two or more operations that need
 /// no host (launches, f32 matmuls and dense FFNs, reshapes of non-index
 /// values), over operations `skipped` (static, or another pipeline
-/// stage's); `lowPrecision` marks bf16 FFNs. Needs no GPU.
+/// stage's); `lowPrecision` marks 16-bit FFNs. Needs no GPU.
 std::vector<std::pair<size_t, size_t>>
 graphStretches(const Program &program, const std::vector<bool> &skipped,
                const std::vector<bool> &lowPrecision);
@@ -85,8 +85,8 @@ Status checkCudaSupport(const Program &program);
 struct CudaOptions {
   /// The storage type of the feed-forward GEMMs (expert_ffn and ffn on
   /// weights alone: their weights, input rows and intermediate rows), with
-  /// f32 accumulation: F32 (the reference) or BF16 (weights converted at
-  /// load, rows converted around the FFN). Other GEMMs (attention, the
+  /// f32 accumulation: F32 (the reference), BF16 or F16 (weights converted
+  /// at load, rows converted around the FFN). Other GEMMs (attention, the
   /// router, output heads) stay f32, so routing decisions see f32 logits.
   DType feedForwardType = DType::F32;
   /// Replay each stretch of operations that needs no host (launches,

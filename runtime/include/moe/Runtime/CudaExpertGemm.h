@@ -56,8 +56,8 @@ private:
 /// products). Fails, naming it, on another activation.
 Status activate(const std::string &activation, float *values, const float *up,
                 int64_t n, void *stream = nullptr);
-/// The same on f32 or bf16 `values` and `up` (f32 math, rounded to nearest
-/// even when stored as bf16).
+/// The same on f32, bf16 or f16 `values` and `up` (f32 math, rounded to
+/// nearest even when stored in 16 bits).
 Status activate(const std::string &activation, DType dtype, void *values,
                 const void *up, int64_t n, void *stream = nullptr);
 
@@ -68,13 +68,13 @@ Status activate(const std::string &activation, DType dtype, void *values,
 Status addBias(float *rows, const float *bias, const int64_t *offsets,
                int64_t experts, int64_t numRows, int64_t columns,
                void *stream = nullptr);
-/// The same on f32 or bf16 `rows` (an f32 bias).
+/// The same on f32, bf16 or f16 `rows` (an f32 bias).
 Status addBias(DType dtype, void *rows, const float *bias,
                const int64_t *offsets, int64_t experts, int64_t numRows,
                int64_t columns, void *stream = nullptr);
 
-/// Converts `n` device elements from f32 to bf16 (rounding to nearest
-/// even, as moe::rt::floatToBfloat16) or from bf16 to f32.
+/// Converts `n` device elements from f32 to bf16 or f16 (rounding to
+/// nearest even, as moe::rt::floatToBfloat16 and floatToHalf) or back.
 Status convertElements(DType from, const void *source, DType to, void *target,
                        int64_t n, void *stream = nullptr);
 
