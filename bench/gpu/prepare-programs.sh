@@ -22,6 +22,9 @@
 #             even), both on the one GPU: NCCL refuses two ranks per
 #             device, so moe-run stages the collectives through the host
 #             (--gpu-transport auto picks staged); PTX only, as nccl1
+#   overlap-ep2, overlap-nccl1
+#             those programs of the Hugging Face exports (named, not
+#             copied) with --overlap
 # Also .gpu-programs/moe-layer: a Mixtral 8x7B MoE layer for the comparison
 # with PyTorch eager (bench/gpu/moe_layer_vs_torch.py).
 # The programs read their weights from test/ONNX/models through relative
@@ -107,6 +110,19 @@ for program in .gpu-programs/one-gpu/*-cuda; do
   echo "--gpu-precision f16 --rtol 1e-2 --atol 1e-2" \
     >".gpu-programs/f16/$(basename "$program")/run-flags"
   count=$((count + 1))
+done
+# The expert-parallel programs of the Hugging Face exports (ep2, nccl1)
+# once more with the shared experts and gates overlapped with the exchanges
+# (moe-run --overlap), against the same references: variants overlap-ep2
+# and overlap-nccl1.
+for base in ep2 nccl1; do
+  for program in ".gpu-programs/$base"/*batched_mm*-cuda; do
+    case_dir=".gpu-programs/overlap-$base/$(basename "$program")"
+    mkdir -p "$case_dir"
+    echo "$program" >"$case_dir/program-dir"
+    echo "$(<"$program/run-flags") --overlap" >"$case_dir/run-flags"
+    count=$((count + 1))
+  done
 done
 # Capacity mode (test/e2e/capacity_mode.py): 3 models x {1, ep=2, ep=2 x
 # tp=2} ranks x {nothing dropped, half dropped}, against onnxruntime or the

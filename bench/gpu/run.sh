@@ -7,7 +7,8 @@
 #                        with --target cuda (bench/gpu/prepare-programs.sh)
 #                        and run on the GPU five ways (one GPU, f32, bf16
 #                        and f16; a one-device grid through NCCL; ep=2 on
-#                        two ranks sharing the GPU, staged), and the
+#                        two ranks sharing the GPU, staged), the last two
+#                        also with --overlap, and the
 #                        capacity mode cases, against onnxruntime's outputs
 #                        (rtol 1e-4, atol 1e-5; bf16 5e-2, f16 1e-2), with
 #                        the median latency of 5 runs
@@ -90,7 +91,7 @@ if wants tests; then
 fi
 
 if wants models; then
-  echo "== models of the import test set on the GPU (one-gpu, bf16, f16, graphs, nccl1, ep2, capacity)"
+  echo "== models of the import test set on the GPU (one-gpu, bf16, f16, graphs, nccl1, ep2, overlap, capacity)"
   if compgen -G ".gpu-programs/*/*/run-flags" >/dev/null; then
     {
       echo "["
@@ -118,13 +119,14 @@ if wants models; then
         p50=$(sed -n 's/^latency: p50 \([0-9.]*\) ms.*/\1/p' "$log")
         transport=$(sed -n 's/^ranks: [0-9]* (\(.*\) transport).*/\1/p' "$log")
         graphs=$(sed -n 's/^cuda graphs: \([0-9]*\) .*/\1/p' "$log")
+        overlapped=$(sed -n 's/^overlap: \([0-9]*\) .*/\1/p' "$log")
         reason=$(grep -m1 "moe-run:.*\(line\|needs\|cannot\|rank\)" "$log" |
           sed 's/"/\\"/g' || true)
         ((first)) || echo ","
         first=0
-        printf '  {"variant": "%s", "model": "%s", "flags": "%s", "transport": "%s", "graphs": %s, "result": "%s", "p50_ms": %s, "note": "%s"}' \
+        printf '  {"variant": "%s", "model": "%s", "flags": "%s", "transport": "%s", "graphs": %s, "overlapped": %s, "result": "%s", "p50_ms": %s, "note": "%s"}' \
           "$variant" "$name" "${flags[*]}" "$transport" "${graphs:-null}" \
-          "$result" "${p50:-null}" "$reason"
+          "${overlapped:-null}" "$result" "${p50:-null}" "$reason"
         echo "$variant/$name: $result ${p50:+(p50 $p50 ms)} $reason" >&2
       done
       echo

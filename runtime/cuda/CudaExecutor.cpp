@@ -69,6 +69,9 @@ bool runsOnHost(const Operation &op) {
   return true;
 }
 
+/// The workspace given to each cuBLAS handle of the executor.
+constexpr size_t blasWorkspaceBytes = 32 << 20;
+
 /// Host-to-device and device-to-host copies, for the staged communicator.
 StagingCopies cudaStagingCopies() {
   StagingCopies copies;
@@ -188,6 +191,35 @@ struct CudaExecutor::State {
   };
   std::vector<Segment> segments;
   void planSegments();
+  /// Per operation: static, or another pipeline stage's (not run by
+  /// CudaExecutor::run).
+  std::vector<bool> skippedOperations() const;
+  /// CudaOptions::overlap: per operation, the collective it moves to
+  /// (overlapPlan) or -1, and per such collective what moves to it, in
+  /// order. The second stream has a cuBLAS handle and grouped GEMM of its
+  /// own: a workspace or pointer array cannot serve two streams at once.
+  /// Events fork it from the first stream at each collective and join
+  /// each moved operation back where it stood.
+  std::vector<int> movedTo;
+  std::map<size_t, std::vector<size_t>> movedAt;
+  struct Lane {
+    cudaStream_t stream = nullptr;
+    cublasHandle_t blas = nullptr;
+    std::unique_ptr<ExpertGemm> expertGemm;
+  };
+  Lane side;
+  std::map<size_t, cudaEvent_t> forks, joins;
+  Status createSideLane();
+  /// Makes the second stream's lane the one operations enqueue on, or
+  /// back.
+  void swapLanes() {
+    std::swap(stream, side.stream);
+    std::swap(blas, side.blas);
+    std::swap(expertGemm, side.expertGemm);
+  }
+  /// Enqueues what moves to collective `index` on the second stream,
+  /// after what the first stream holds.
+  Status runMoved(size_t index);
   Status runSegment(Segment &segment, const std::function<bool(size_t)> &runs);
   Status runCollective(size_t index);
   Status findGroup(const Operation &op, Communicator *&group);
@@ -327,6 +359,16 @@ Status checkCudaSupport(const Program &program) {
 CudaExecutor::State::~State() {
   if (stream)
     cudaStreamSynchronize(stream);
+  if (side.stream)
+    cudaStreamSynchronize(side.stream);
+  for (auto *events : {&forks, &joins})
+    for (auto &[index, event] : *events)
+      cudaEventDestroy(event);
+  side.expertGemm.reset();
+  if (side.blas)
+    cublasDestroy(side.blas);
+  if (side.stream)
+    cudaStreamDestroy(side.stream);
   for (Segment &segment : segments)
     if (segment.graph)
       cudaGraphExecDestroy(segment.graph);
@@ -357,6 +399,13 @@ int CudaExecutor::graphs() const {
   int count = 0;
   for (const State::Segment &segment : state_->segments)
     count += segment.graph != nullptr;
+  return count;
+}
+
+int CudaExecutor::overlapped() const {
+  int count = 0;
+  for (const auto &[collective, moved] : state_->movedAt)
+    count += static_cast<int>(moved.size());
   return count;
 }
 
@@ -399,7 +448,6 @@ Status CudaExecutor::create(Program program,
   if (cublasCreate(&s.blas) != CUBLAS_STATUS_SUCCESS ||
       cublasSetStream(s.blas, s.stream) != CUBLAS_STATUS_SUCCESS)
     return Status::error("cannot create a cuBLAS handle");
-  constexpr size_t blasWorkspaceBytes = 32 << 20;
   if (Status status = s.allocate(blasWorkspaceBytes, s.blasWorkspace); !status)
     return status;
   if (cublasSetWorkspace(s.blas, s.blasWorkspace, blasWorkspaceBytes) !=
@@ -427,6 +475,16 @@ Status CudaExecutor::create(Program program,
           p, s.isStatic, world ? world->rank() : 0, s.runsHere);
       !status)
     return status;
+  s.movedTo.assign(p.operations.size(), -1);
+  if (options.overlap) {
+    s.movedTo = overlapPlan(p, s.skippedOperations());
+    for (size_t i = 0; i < s.movedTo.size(); ++i)
+      if (s.movedTo[i] >= 0)
+        s.movedAt[s.movedTo[i]].push_back(i);
+    if (!s.movedAt.empty())
+      if (Status status = s.createSideLane(); !status)
+        return status;
+  }
 
   // The kernels: the cubin where it was assembled for this GPU, else the
   // portable PTX, which the driver compiles for it.
@@ -533,6 +591,12 @@ Status CudaExecutor::create(Program program,
   std::vector<BufferLifetime> buffers;
   std::vector<std::pair<int, int>> owners; // value id, or -1 - scratch slot
   std::vector<int64_t> first(p.numValues, -1), last(p.numValues, -1);
+  // An operation that overlap moves runs from its collective on, while the
+  // first stream goes on to its old position, where it is joined: its
+  // results and scratch live from the collective, its operands until then.
+  auto startOf = [&](size_t i) {
+    return static_cast<int64_t>(s.movedTo[i] >= 0 ? s.movedTo[i] : i);
+  };
   for (size_t i = 0; i < count; ++i) {
     const Operation &op = p.operations[i];
     if (!s.runsHere[i])
@@ -546,7 +610,8 @@ Status CudaExecutor::create(Program program,
       int id = op.results[r];
       int64_t bytes = numElements(op.resultTypes[r].shape) *
                       dtypeSize(op.resultTypes[r].dtype);
-      first[id] = last[id] = static_cast<int64_t>(i);
+      first[id] = startOf(i);
+      last[id] = static_cast<int64_t>(i);
       if (s.isStatic[id] || isOutput[id]) {
         if (Status status = s.allocate(bytes, s.device[id]); !status)
           return status;
@@ -602,8 +667,7 @@ Status CudaExecutor::create(Program program,
                         dtypeSize(op.resultTypes[0].dtype));
     }
     for (size_t t = 0; t < sizes.size(); ++t) {
-      buffers.push_back(
-          {sizes[t], static_cast<int64_t>(i), static_cast<int64_t>(i)});
+      buffers.push_back({sizes[t], startOf(i), static_cast<int64_t>(i)});
       owners.push_back({static_cast<int>(i), static_cast<int>(t)});
     }
   }
@@ -768,20 +832,25 @@ Status CudaExecutor::State::runStaticOnHost(size_t index) {
   return Status::success();
 }
 
+namespace {
+
+/// Operations that only enqueue work on their stream: no copy from or to
+/// the host and no host bookkeeping (as the host copies of reshaped counts
+/// are). What CUDA graphs capture and what overlap moves.
+bool enqueuesOnly(const Operation &op, const std::vector<ValueType> &types) {
+  if (op.op == "launch" || op.op == "matmul" || op.op == "ffn")
+    return true;
+  return op.op == "reshape" && !isIndexType(types[op.operands[0]].dtype);
+}
+
+} // namespace
+
 std::vector<std::pair<size_t, size_t>>
 graphStretches(const Program &program, const std::vector<bool> &skipped,
-               const std::vector<bool> &lowPrecision) {
+               const std::vector<bool> &uncapturable) {
   std::vector<ValueType> types = valueTypes(program);
-  // What can be captured: work on the stream alone, with no host copy
-  // (pageable copies cannot be captured) and no host bookkeeping that a
-  // replay would skip (the host copies of reshaped counts).
   auto capturable = [&](size_t i) {
-    const Operation &op = program.operations[i];
-    if (op.op == "launch" || op.op == "matmul")
-      return true;
-    if (op.op == "reshape")
-      return !isIndexType(types[op.operands[0]].dtype);
-    return op.op == "ffn" && !lowPrecision[i];
+    return enqueuesOnly(program.operations[i], types) && !uncapturable[i];
   };
   std::vector<std::pair<size_t, size_t>> stretches;
   std::optional<std::pair<size_t, size_t>> open;
@@ -812,18 +881,117 @@ graphStretches(const Program &program, const std::vector<bool> &skipped,
   return stretches;
 }
 
-void CudaExecutor::State::planSegments() {
-  segments.clear();
-  if (!options.graphs)
-    return;
+std::vector<int> overlapPlan(const Program &program,
+                             const std::vector<bool> &skipped) {
+  std::vector<ValueType> types = valueTypes(program);
+  std::vector<int> movedTo(program.operations.size(), -1);
+  // The first operation index at whose collective each value can be read:
+  // after the operation that computes it, or at the collective that
+  // operation moved to (the second stream runs in order). Inputs and
+  // static values are there from the start.
+  std::vector<int64_t> readableFrom(program.numValues, 0);
+  std::vector<int> collectives; // Those that talk to other ranks, in order.
+  for (size_t i = 0; i < program.operations.size(); ++i) {
+    const Operation &op = program.operations[i];
+    if (skipped[i])
+      continue;
+    int64_t ready = 0;
+    for (int operand : op.operands)
+      if (operand >= 0)
+        ready = std::max(ready, readableFrom[operand]);
+    if (enqueuesOnly(op, types)) {
+      auto at = std::lower_bound(collectives.begin(), collectives.end(), ready);
+      if (at != collectives.end())
+        movedTo[i] = *at;
+    }
+    for (int result : op.results)
+      readableFrom[result] =
+          movedTo[i] >= 0 ? movedTo[i] : static_cast<int64_t>(i) + 1;
+    if (communicates(op.op))
+      collectives.push_back(static_cast<int>(i));
+  }
+  return movedTo;
+}
+
+std::vector<bool> CudaExecutor::State::skippedOperations() const {
   std::vector<bool> skipped(program.operations.size());
   for (size_t i = 0; i < skipped.size(); ++i) {
     const Operation &op = program.operations[i];
     skipped[i] =
         (!op.results.empty() && isStatic[op.results.front()]) || !runsHere[i];
   }
-  for (auto [first, last] : graphStretches(program, skipped, lowPrecision))
+  return skipped;
+}
+
+void CudaExecutor::State::planSegments() {
+  segments.clear();
+  if (!options.graphs)
+    return;
+  std::vector<bool> uncapturable = lowPrecision;
+  for (size_t i = 0; i < movedTo.size(); ++i)
+    uncapturable[i] = uncapturable[i] || movedTo[i] >= 0;
+  for (auto [first, last] :
+       graphStretches(program, skippedOperations(), uncapturable))
     segments.push_back({first, last});
+}
+
+Status CudaExecutor::State::createSideLane() {
+  if (cudaError_t error =
+          cudaStreamCreateWithFlags(&side.stream, cudaStreamNonBlocking);
+      error != cudaSuccess)
+    return Status::error("cudaStreamCreate (overlap): " + cudaText(error));
+  if (cublasCreate(&side.blas) != CUBLAS_STATUS_SUCCESS ||
+      cublasSetStream(side.blas, side.stream) != CUBLAS_STATUS_SUCCESS)
+    return Status::error("cannot create a cuBLAS handle (overlap)");
+  void *workspace = nullptr;
+  if (Status status = allocate(blasWorkspaceBytes, workspace); !status)
+    return status;
+  if (cublasSetWorkspace(side.blas, workspace, blasWorkspaceBytes) !=
+      CUBLAS_STATUS_SUCCESS)
+    return Status::error("cannot give cuBLAS its workspace (overlap)");
+  side.expertGemm = std::make_unique<ExpertGemm>();
+  if (Status status = side.expertGemm->init(side.stream); !status)
+    return status;
+  auto createEvent = [](cudaEvent_t &event) -> Status {
+    if (cudaError_t error =
+            cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
+        error != cudaSuccess)
+      return Status::error("cudaEventCreate (overlap): " + cudaText(error));
+    return Status::success();
+  };
+  for (auto &[collective, moved] : movedAt) {
+    if (Status status = createEvent(forks[collective]); !status)
+      return status;
+    for (size_t index : moved)
+      if (Status status = createEvent(joins[index]); !status)
+        return status;
+  }
+  return Status::success();
+}
+
+Status CudaExecutor::State::runMoved(size_t index) {
+  auto moved = movedAt.find(index);
+  if (moved == movedAt.end())
+    return Status::success();
+  cudaEvent_t fork = forks.at(index);
+  if (cudaError_t error = cudaEventRecord(fork, stream); error != cudaSuccess)
+    return Status::error("cudaEventRecord: " + cudaText(error));
+  if (cudaError_t error = cudaStreamWaitEvent(side.stream, fork);
+      error != cudaSuccess)
+    return Status::error("cudaStreamWaitEvent: " + cudaText(error));
+  swapLanes();
+  Status status;
+  for (size_t i : moved->second) {
+    if (status = runOperation(i); !status)
+      break;
+    if (cudaError_t error = cudaEventRecord(joins.at(i), stream);
+        error != cudaSuccess) {
+      status = Status::error("cudaEventRecord: " + cudaText(error));
+      break;
+    }
+  }
+  swapLanes();
+  return status;
 }
 
 Status
@@ -1538,6 +1706,12 @@ Status CudaExecutor::run(const std::vector<Tensor> &inputs,
   if (inputs.size() != p.inputs.size())
     return Status::error("expected " + std::to_string(p.inputs.size()) +
                          " inputs, got " + std::to_string(inputs.size()));
+  // A failed run may have left work on the second stream that reads the
+  // inputs about to be overwritten.
+  if (s.side.stream)
+    if (cudaError_t error = cudaStreamSynchronize(s.side.stream);
+        error != cudaSuccess)
+      return Status::error(cudaText(error));
   for (size_t i = 0; i < inputs.size(); ++i) {
     const InputDecl &input = p.inputs[i];
     if (inputs[i].dtype() != input.type.dtype ||
@@ -1577,6 +1751,15 @@ Status CudaExecutor::run(const std::vector<Tensor> &inputs,
     }
     if (!runs(i))
       continue;
+    if (s.movedTo[i] >= 0) {
+      // Enqueued on the second stream at its collective: joined here.
+      if (cudaError_t error = cudaStreamWaitEvent(s.stream, s.joins.at(i));
+          error != cudaSuccess)
+        return Status::error("cudaStreamWaitEvent: " + cudaText(error));
+      continue;
+    }
+    if (Status status = s.runMoved(i); !status)
+      return status;
     if (Status status = s.runOperation(i); !status)
       return status;
   }

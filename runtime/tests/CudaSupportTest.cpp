@@ -169,6 +169,47 @@ TEST(CudaGraphsTest, StretchesStopWhereTheHostIsNeeded) {
             (Stretches{{8, 10}}));
 }
 
+TEST(CudaOverlapTest, MovesWorkThatNeedsNoExchangeToTheCollectiveBefore) {
+  Program program = parse(
+      "grid ep 2\ninput 0 x f32 8x4\ninput 1 counts i64 8\n"
+      "weight 2 w f32 4x4 m.onnx 0 64\nweight 3 up f32 4x8 m.onnx 0 128\n"
+      "weight 4 down f32 8x4 m.onnx 0 128\n"
+      "weight 5 square f32 8x8 m.onnx 0 256\n"
+      // 0-1: counts on the host; 2-3: the exchange of counts and rows.
+      "op reshape 6:i64:2x4 = 1\n"
+      "op reduce 7:i64:2 = 6 kind=s:sum axes=a:1\n"
+      "op ragged_all_to_all 8:i64:8,9:i64:2 = 1,7 grid=s:ep grid_axes=a:0\n"
+      "op ragged_all_to_all 10:f32:16x4,11:i64:2 = 0,7 grid=s:ep "
+      "grid_axes=a:0\n"
+      // 4-5: a gate and a shared expert on the input: to the first exchange.
+      "op matmul 12:f32:8x4 = 0,2\n"
+      "op ffn 13:f32:8x4 = 0,-,3,4,-,-,- activation=s:relu\n"
+      // 6: reads the rows exchanged at 3, and no exchange is left before it.
+      "op reshape 14:f32:8x8 = 10\n"
+      // 7: an all-reduce of the gate's product.
+      "op all_reduce 15:f32:8x4 = 12 grid=s:ep grid_axes=a:0\n"
+      // 8: reads the moved shared expert: moves with it (the second stream
+      // runs in order); 9: reads 6, so moves to 7; 10: reads the
+      // all-reduce; 11: counts stay on the host.
+      "op matmul 16:f32:8x4 = 13,2\n"
+      "op matmul 17:f32:8x8 = 14,5\n"
+      "op matmul 18:f32:8x4 = 15,2\n"
+      "op reshape 19:i64:2x4 = 8\n"
+      "output 16 a\noutput 17 b\noutput 18 c\noutput 19 d\n");
+  ASSERT_TRUE(cuda::checkCudaSupport(program));
+  std::vector<bool> skipped(program.operations.size(), false);
+  EXPECT_EQ(cuda::overlapPlan(program, skipped),
+            (std::vector<int>{-1, -1, -1, -1, 2, 2, -1, -1, 2, 7, -1, -1}));
+  // Without the exchanges (another stage's), only the all-reduce is left
+  // to overlap with, and nothing moves before it runs.
+  skipped[2] = skipped[3] = true;
+  EXPECT_EQ(cuda::overlapPlan(program, skipped),
+            (std::vector<int>{-1, -1, -1, -1, -1, -1, -1, -1, 7, 7, -1, -1}));
+  // Skipped operations stay where they are.
+  skipped[8] = true;
+  EXPECT_EQ(cuda::overlapPlan(program, skipped)[8], -1);
+}
+
 TEST(CudaSupportTest, LaunchesMakeACudaProgram) {
   Program program =
       parse("gpu-module k0 .version%208.0\ninput 0 x f32 4\n"

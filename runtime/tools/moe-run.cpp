@@ -92,6 +92,12 @@ options:
                           layers) as one CUDA graph, captured on the first
                           run; the MoE dispatch and experts still run op by
                           op (their sizes come from the routing)
+  --overlap               for partitioned programs compiled with --target
+                          cuda, run the work that does not depend on an
+                          exchange (the shared expert and its gate) on a
+                          second stream while the all-to-all or all-reduce
+                          before it moves data; the buffers of moved work
+                          live longer, so the arena may grow
   --help                  this text
 
 example:
@@ -124,6 +130,7 @@ struct Options {
   std::string gpuTransport = "auto";
   std::string gpuPrecision = "f32";
   bool cudaGraphs = false;
+  bool overlap = false;
 };
 
 bool parseNumber(const char *text, double &value) {
@@ -150,6 +157,8 @@ int parseArgs(int argc, char **argv, Options &options) {
       return 0;
     } else if (arg == "--cuda-graphs") {
       options.cudaGraphs = true;
+    } else if (arg == "--overlap") {
+      options.overlap = true;
     } else if (arg == "--gpu-precision") {
       if (!value(text))
         return 2;
@@ -608,6 +617,7 @@ public:
                                  : options.gpuPrecision == "f16" ? DType::F16
                                                                  : DType::F32;
     gpuOptions.graphs = options.cudaGraphs;
+    gpuOptions.overlap = options.overlap;
     if (options.gpuPrecision != "f32")
       precisionNote_ = ", " + options.gpuPrecision + " feed-forward GEMMs";
     if (devices == 0) // The executor says why it needs a GPU.
@@ -702,6 +712,15 @@ public:
 #ifdef MOE_RUN_WITH_CUDA
     if (gpu_)
       return gpu_->graphs();
+#endif
+    return 0;
+  }
+
+  /// The operations a GPU rank overlaps with collectives (0 on the CPU).
+  int overlapped() const {
+#ifdef MOE_RUN_WITH_CUDA
+    if (gpu_)
+      return gpu_->overlapped();
 #endif
     return 0;
   }
@@ -839,6 +858,10 @@ int runRank(const Options &options, const Program &program,
     std::printf("cuda graphs: %d stretches of operations replayed as "
                 "graphs\n",
                 executor.graphs());
+  if (leader && options.overlap)
+    std::printf("overlap: %d operations run on a second stream during the "
+                "collectives before them\n",
+                executor.overlapped());
 
   std::string traceText;
   if (!options.trace.empty()) {

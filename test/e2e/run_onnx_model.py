@@ -104,6 +104,8 @@ def main():
                              "(moe-compile --single-device-grid)")
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="moe-run --cuda-graphs")
+    parser.add_argument("--overlap", action="store_true",
+                        help="moe-run --overlap")
     parser.add_argument("--cuda-chip", default="",
                         help="moe-compile --cuda-chip (none: PTX only)")
     parser.add_argument("--gpu-transport", default="",
@@ -187,6 +189,8 @@ def main():
         run_command += ["--gpu-transport", args.gpu_transport]
     if args.cuda_graphs:
         run_command.append("--cuda-graphs")
+    if args.overlap:
+        run_command.append("--overlap")
     if args.mpirun:
         mpirun = shutil.which("mpirun")
         if not mpirun:

@@ -9,7 +9,8 @@
 // which the driver compiles),
 // runs the operations that depend only on weights once, and places every
 // intermediate value in one device arena planned by liveness
-// (MemoryPlan.h). A run then enqueues every operation on one stream:
+// (MemoryPlan.h). A run then enqueues every operation on one stream
+// (CudaOptions::overlap moves some onto a second):
 //
 //   launch       the generated kernels of a fused group (KernelLaunch.h)
 //   reshape      a device-to-device copy
@@ -72,10 +73,26 @@ int deviceCount();
 /// replay (CudaOptions::graphs): runs of two or more operations that need
 /// no host (launches, f32 matmuls and dense FFNs, reshapes of non-index
 /// values), over operations `skipped` (static, or another pipeline
-/// stage's); `lowPrecision` marks 16-bit FFNs. Needs no GPU.
+/// stage's). `uncapturable` marks operations of those kinds that end a
+/// stretch all the same: 16-bit FFNs (their GEMMs' pointer arrays come from
+/// pageable memory) and operations that overlapPlan moves. Needs no GPU.
 std::vector<std::pair<size_t, size_t>>
 graphStretches(const Program &program, const std::vector<bool> &skipped,
-               const std::vector<bool> &lowPrecision);
+               const std::vector<bool> &uncapturable);
+
+/// Where CudaOptions::overlap enqueues each operation of `program`: the
+/// index of the collective that talks to other ranks (all_gather,
+/// all_reduce, ragged_all_to_all, stage_transfer) whose wait it is moved
+/// to, onto a second stream, so that it computes while the collective
+/// moves data (the shared expert while the experts' rows are exchanged);
+/// -1 for operations that run in program order. An operation moves to the
+/// first such collective at which everything it reads is computed (or
+/// moved to a collective no later) when it needs no host (launches,
+/// matmuls, dense FFNs, reshapes of non-index values). Operations
+/// `skipped` (static, or another pipeline stage's) neither move nor
+/// count as collectives. Needs no GPU.
+std::vector<int> overlapPlan(const Program &program,
+                             const std::vector<bool> &skipped);
 
 /// Whether the CUDA backend can run every operation of `program`; else
 /// the first it cannot, named by line, and why. Needs no GPU.
@@ -94,6 +111,13 @@ struct CudaOptions {
   /// MoE layers) as one CUDA graph, captured on the first run; a stretch
   /// that cannot be captured runs op by op.
   bool graphs = false;
+  /// Run the operations overlapPlan moves on a second stream (with its own
+  /// cuBLAS handle and workspace), forked when their collective waits for
+  /// the first stream and joined where they stood in the program: the
+  /// shared expert computes while the all-to-all moves the experts' rows.
+  /// Their buffers live from the collective to their old position (the
+  /// arena grows by that much at most).
+  bool overlap = false;
 };
 
 class CudaExecutor {
@@ -127,6 +151,9 @@ public:
   /// The CUDA graphs the runs replay (after the first run; 0 without
   /// CudaOptions::graphs).
   int graphs() const;
+
+  /// How many operations CudaOptions::overlap moved to a second stream.
+  int overlapped() const;
 
   /// The device's name, for reports.
   std::string deviceName() const;
