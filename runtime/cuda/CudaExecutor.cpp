@@ -768,6 +768,11 @@ Status CudaExecutor::create(Program program,
       s.staticHostValues[id] = std::move(host[id]);
   host.clear();
   s.planSegments();
+  // The copies above from pageable memory may still be landing when
+  // cudaMemcpy returns; the second stream (non-blocking) would not wait
+  // for them.
+  if (cudaError_t error = cudaDeviceSynchronize(); error != cudaSuccess)
+    return Status::error("finishing the load: " + cudaText(error));
   return Status::success();
 }
 
@@ -883,6 +888,9 @@ graphStretches(const Program &program, const std::vector<bool> &skipped,
 
 std::vector<int> overlapPlan(const Program &program,
                              const std::vector<bool> &skipped) {
+  // A layer's exchanges: counts, rows there and back, and a gather or
+  // reduce around it.
+  constexpr size_t overlapWindow = 4;
   std::vector<ValueType> types = valueTypes(program);
   std::vector<int> movedTo(program.operations.size(), -1);
   // The first operation index at whose collective each value can be read:
@@ -900,7 +908,13 @@ std::vector<int> overlapPlan(const Program &program,
       if (operand >= 0)
         ready = std::max(ready, readableFrom[operand]);
     if (enqueuesOnly(op, types)) {
+      // The earliest exchange it can wait at, for the longest overlap, but
+      // none before the last few: work that reads only the inputs would
+      // otherwise move to the first exchange of the program and hold its
+      // buffers through every layer.
       auto at = std::lower_bound(collectives.begin(), collectives.end(), ready);
+      size_t window = std::min(collectives.size(), overlapWindow);
+      at = std::max(at, collectives.end() - window);
       if (at != collectives.end())
         movedTo[i] = *at;
     }
@@ -979,19 +993,18 @@ Status CudaExecutor::State::runMoved(size_t index) {
   if (cudaError_t error = cudaStreamWaitEvent(side.stream, fork);
       error != cudaSuccess)
     return Status::error("cudaStreamWaitEvent: " + cudaText(error));
+  // The lanes are swapped back however this returns.
   swapLanes();
-  Status status;
+  std::unique_ptr<State, void (*)(State *)> swappedBack(
+      this, [](State *state) { state->swapLanes(); });
   for (size_t i : moved->second) {
-    if (status = runOperation(i); !status)
-      break;
+    if (Status status = runOperation(i); !status)
+      return status;
     if (cudaError_t error = cudaEventRecord(joins.at(i), stream);
-        error != cudaSuccess) {
-      status = Status::error("cudaEventRecord: " + cudaText(error));
-      break;
-    }
+        error != cudaSuccess)
+      return Status::error("cudaEventRecord: " + cudaText(error));
   }
-  swapLanes();
-  return status;
+  return Status::success();
 }
 
 Status

@@ -210,6 +210,24 @@ TEST(CudaOverlapTest, MovesWorkThatNeedsNoExchangeToTheCollectiveBefore) {
   EXPECT_EQ(cuda::overlapPlan(program, skipped)[8], -1);
 }
 
+TEST(CudaOverlapTest, MovesNoFurtherBackThanAboutOneLayer) {
+  // Five all-reduces of the input, then a matmul of the input: it moves
+  // to the fourth-last all-reduce, not the first; a matmul of the third
+  // all-reduce's result moves to the fourth.
+  std::string body = "grid tp 2\ninput 0 x f32 8x4\n"
+                     "weight 1 w f32 4x4 m.onnx 0 64\n";
+  for (int r = 0; r < 5; ++r)
+    body += "op all_reduce " + std::to_string(2 + r) +
+            ":f32:8x4 = 0 grid=s:tp grid_axes=a:0\noutput " +
+            std::to_string(2 + r) + " r" + std::to_string(r) + "\n";
+  body += "op matmul 7:f32:8x4 = 0,1\nop matmul 8:f32:8x4 = 4,1\n"
+          "output 7 a\noutput 8 b\n";
+  Program program = parse(body);
+  std::vector<bool> skipped(program.operations.size(), false);
+  EXPECT_EQ(cuda::overlapPlan(program, skipped),
+            (std::vector<int>{-1, -1, -1, -1, -1, 1, 3}));
+}
+
 TEST(CudaSupportTest, LaunchesMakeACudaProgram) {
   Program program =
       parse("gpu-module k0 .version%208.0\ninput 0 x f32 4\n"

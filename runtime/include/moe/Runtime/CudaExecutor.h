@@ -85,10 +85,11 @@ graphStretches(const Program &program, const std::vector<bool> &skipped,
 /// all_reduce, ragged_all_to_all, stage_transfer) whose wait it is moved
 /// to, onto a second stream, so that it computes while the collective
 /// moves data (the shared expert while the experts' rows are exchanged);
-/// -1 for operations that run in program order. An operation moves to the
-/// first such collective at which everything it reads is computed (or
-/// moved to a collective no later) when it needs no host (launches,
-/// matmuls, dense FFNs, reshapes of non-index values). Operations
+/// -1 for operations that run in program order. An operation moves when it
+/// needs no host (launches, matmuls, dense FFNs, reshapes of non-index
+/// values), to the first such collective at which everything it reads is
+/// computed (or moved to a collective no later), but no earlier than the
+/// fourth-last collective before it (about one layer's). Operations
 /// `skipped` (static, or another pipeline stage's) neither move nor
 /// count as collectives. Needs no GPU.
 std::vector<int> overlapPlan(const Program &program,
@@ -115,8 +116,8 @@ struct CudaOptions {
   /// cuBLAS handle and workspace), forked when their collective waits for
   /// the first stream and joined where they stood in the program: the
   /// shared expert computes while the all-to-all moves the experts' rows.
-  /// Their buffers live from the collective to their old position (the
-  /// arena grows by that much at most).
+  /// Their buffers live from the collective to their old position, so the
+  /// arena may grow.
   bool overlap = false;
 };
 
