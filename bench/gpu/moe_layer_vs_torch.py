@@ -16,10 +16,11 @@ layout of the data file is ours (64-byte aligned, in a fixed order):
   data DIR       (GPU machine, numpy only) the weights into
                  DIR/layer.onnx.data and the input DIR/x.npy.
   compare DIR    (GPU machine, needs torch) the PyTorch eager block on the
-                 same weights and input, in f32 and in bf16: its median
+                 same weights and input, in f32, bf16 and f16: its median
                  latency over --iterations runs (CUDA events, input already
                  on the GPU); moe-run's outputs (DIR/y-f32.npy,
-                 DIR/y-bf16.npy) against its f32 output, moe-run's p50s
+                 DIR/y-bf16.npy, DIR/y-f16.npy) against its f32 output,
+                 moe-run's p50s
                  from its logs (DIR/moe-run-f32.txt, ...), and the speed
                  ratios, as JSON.
   check          (here, numpy and onnxruntime) the reference block, run
@@ -283,6 +284,9 @@ def command_compare(args):
     # activations bf16, the router included).
     torch_bf16_ms, _ = timed(x.bfloat16(),
                              {k: v.bfloat16() for k, v in weights.items()})
+    torch_f16_ms, _ = timed(x.half(), {k: v.half() for k, v in weights.items()})
+    torch_ms_by_precision = {"f32": torch_ms, "bf16": torch_bf16_ms,
+                             "f16": torch_f16_ms}
     scale = float(np.abs(reference).max())
     result = {
         "layer": {"hidden": args.hidden, "ffn": args.inter,
@@ -292,16 +296,19 @@ def command_compare(args):
         "torch_version": torch.__version__,
         "torch_eager_f32_p50_ms": torch_ms,
         "torch_eager_bf16_p50_ms": torch_bf16_ms,
+        "torch_eager_f16_p50_ms": torch_f16_ms,
         "target_speedup": 5.0,
         "output_max_abs": scale,
         "note": "moe-run's latency includes uploading the input and "
                 "downloading the output; PyTorch's input is on the GPU "
                 "already. f32 without TF32 on both sides; moe-run bf16 "
-                "stores the expert GEMMs' operands in bf16 (f32 "
-                "accumulation, f32 routing).",
+                "and f16 store the expert GEMMs' operands in 16 bits (f32 "
+                "accumulation, f32 routing), PyTorch runs the whole block "
+                "in 16 bits.",
     }
     failed = False
-    for precision, tolerance in (("f32", 1e-3), ("bf16", 5e-2)):
+    for precision, tolerance in (("f32", 1e-3), ("bf16", 5e-2),
+                                 ("f16", 1e-2)):
         log = os.path.join(args.dir, f"moe-run-{precision}.txt")
         output = os.path.join(args.dir, f"y-{precision}.npy")
         if not os.path.exists(output):
@@ -310,7 +317,7 @@ def command_compare(args):
         error = float(np.abs(np.load(output) - reference).max())
         result[f"moe_run_{precision}_p50_ms"] = moe_ms
         result[f"speedup_{precision}_vs_torch_{precision}"] = (
-            (torch_ms if precision == "f32" else torch_bf16_ms) / moe_ms)
+            torch_ms_by_precision[precision] / moe_ms)
         result[f"max_abs_diff_{precision}_vs_torch_f32"] = error
         if not error <= tolerance * max(scale, 1.0):
             print(f"compare: FAIL: moe-run's {precision} output differs from "

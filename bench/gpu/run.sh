@@ -11,11 +11,13 @@
 #                        also with --overlap, and the
 #                        capacity mode cases, against onnxruntime's outputs
 #                        (rtol 1e-4, atol 1e-5; bf16 5e-2, f16 1e-2), with
-#                        the median latency of 5 runs
+#                        the median latency of 5 runs (MOE_GPU_JOBS cases
+#                        at a time, default 4, so indicative only)
 #   permute_bench.json   permute / unpermute bandwidth against the HBM copy
 #                        (4096 tokens; permute_bench_decode.json: 64 tokens)
 #   moe_layer_vs_torch.json  the whole MoE layer (Mixtral 8x7B sizes, 4096
-#                        tokens, f32) against a PyTorch eager Hugging
+#                        tokens; f32, bf16 and f16 each against PyTorch
+#                        eager in the same precision) against a Hugging
 #                        Face-style block on the same weights
 #   expert_gemm_bench.json  grouped expert GEMMs: prefill TFLOP/s against
 #                        dense cuBLAS, decode weight bandwidth against the
@@ -90,48 +92,77 @@ if wants tests; then
   fi
 fi
 
+# One case of the models stage: runs its program against its references
+# and writes its JSON object to $2 (a line on stderr too).
+run_case() {
+  local flags_file=$1 json=$2
+  local case_dir name variant dir program inputs references log result
+  case_dir=$(dirname "$flags_file")
+  name=$(basename "$case_dir")
+  variant=$(basename "$(dirname "$case_dir")")
+  # A case may run another case's program (bf16 runs one-gpu's).
+  dir=$case_dir
+  [[ -f "$case_dir/program-dir" ]] && dir=$(<"$case_dir/program-dir")
+  program=$dir/model.moe
+  inputs=$(ls "$dir"/input.*.npy | sort -V | paste -sd, -)
+  references=$(ls "$dir"/reference.*.npy | sort -V | paste -sd, -)
+  local -a flags
+  read -r -a flags <"$flags_file" || flags=()
+  log="$OUT/gpu-e2e-$variant-$name.txt"
+  if timeout 300 "$BUILD/bin/moe-run" "$program" --inputs "$inputs" \
+    --compare "$references" --rtol 1e-4 --atol 1e-5 --warmup 1 \
+    --iterations 5 "${flags[@]}" >"$log" 2>&1; then
+    result=pass
+  else
+    result=fail
+  fi
+  local p50 transport graphs overlapped reason
+  p50=$(sed -n 's/^latency: p50 \([0-9.]*\) ms.*/\1/p' "$log")
+  transport=$(sed -n 's/^ranks: [0-9]* (\(.*\) transport).*/\1/p' "$log")
+  graphs=$(sed -n 's/^cuda graphs: \([0-9]*\) .*/\1/p' "$log")
+  overlapped=$(sed -n 's/^overlap: \([0-9]*\) .*/\1/p' "$log")
+  reason=$(grep -m1 "moe-run:.*\(line\|needs\|cannot\|rank\)" "$log" |
+    sed 's/"/\\"/g' || true)
+  printf '  {"variant": "%s", "model": "%s", "flags": "%s", "transport": "%s", "graphs": %s, "overlapped": %s, "result": "%s", "p50_ms": %s, "note": "%s"}' \
+    "$variant" "$name" "${flags[*]}" "$transport" "${graphs:-null}" \
+    "${overlapped:-null}" "$result" "${p50:-null}" "$reason" >"$json"
+  echo "$variant/$name: $result ${p50:+(p50 $p50 ms)} $reason" >&2
+}
+
 if wants models; then
   echo "== models of the import test set on the GPU (one-gpu, bf16, f16, graphs, nccl1, ep2, overlap, capacity)"
   if compgen -G ".gpu-programs/*/*/run-flags" >/dev/null; then
+    # Several cases at once (MOE_GPU_JOBS, default 4): most of a case's
+    # time is process start, CUDA context and JIT, not GPU work, and the
+    # device time of a session is short. Their p50s are indicative only.
+    jobs_max=${MOE_GPU_JOBS:-4}
+    cases=$(realpath -m "$BUILD/e2e-cases")
+    rm -rf "$cases"
+    mkdir -p "$cases"
+    index=0
+    for flags_file in .gpu-programs/*/*/run-flags; do
+      run_case "$flags_file" "$cases/$(printf %04d $index).json" &
+      index=$((index + 1))
+      while (($(jobs -rp | wc -l) >= jobs_max)); do wait -n || true; done
+    done
+    wait
     {
       echo "["
       first=1
-      for flags_file in .gpu-programs/*/*/run-flags; do
-        case_dir=$(dirname "$flags_file")
-        name=$(basename "$case_dir")
-        variant=$(basename "$(dirname "$case_dir")")
-        # A case may run another case's program (bf16 runs one-gpu's).
-        dir=$case_dir
-        [[ -f "$case_dir/program-dir" ]] && dir=$(<"$case_dir/program-dir")
-        program=$dir/model.moe
-        inputs=$(ls "$dir"/input.*.npy | sort -V | paste -sd, -)
-        references=$(ls "$dir"/reference.*.npy | sort -V | paste -sd, -)
-        read -r -a flags <"$flags_file" || flags=()
-        log="$OUT/gpu-e2e-$variant-$name.txt"
-        if timeout 300 "$BUILD/bin/moe-run" "$program" --inputs "$inputs" \
-          --compare "$references" --rtol 1e-4 --atol 1e-5 --warmup 1 \
-          --iterations 5 "${flags[@]}" >"$log" 2>&1; then
-          result=pass
-        else
-          result=fail
-          status=1
-        fi
-        p50=$(sed -n 's/^latency: p50 \([0-9.]*\) ms.*/\1/p' "$log")
-        transport=$(sed -n 's/^ranks: [0-9]* (\(.*\) transport).*/\1/p' "$log")
-        graphs=$(sed -n 's/^cuda graphs: \([0-9]*\) .*/\1/p' "$log")
-        overlapped=$(sed -n 's/^overlap: \([0-9]*\) .*/\1/p' "$log")
-        reason=$(grep -m1 "moe-run:.*\(line\|needs\|cannot\|rank\)" "$log" |
-          sed 's/"/\\"/g' || true)
+      for json in "$cases"/*.json; do
         ((first)) || echo ","
         first=0
-        printf '  {"variant": "%s", "model": "%s", "flags": "%s", "transport": "%s", "graphs": %s, "overlapped": %s, "result": "%s", "p50_ms": %s, "note": "%s"}' \
-          "$variant" "$name" "${flags[*]}" "$transport" "${graphs:-null}" \
-          "${overlapped:-null}" "$result" "${p50:-null}" "$reason"
-        echo "$variant/$name: $result ${p50:+(p50 $p50 ms)} $reason" >&2
+        cat "$json"
       done
       echo
       echo "]"
     } >"$OUT/gpu-e2e.json"
+    if [[ $(ls "$cases"/*.json | wc -l) -ne $index ]] ||
+      grep -q '"result": "fail"' "$cases"/*.json; then
+      status=1
+    fi
+    echo "$(grep -l '"result": "pass"' "$cases"/*.json | wc -l) of $index" \
+      "cases pass"
   else
     echo "run.sh: no .gpu-programs; run bench/gpu/prepare-programs.sh here" \
       "and carry .gpu-programs" >&2
@@ -146,7 +177,7 @@ if wants layer; then
     if ! python3 bench/gpu/moe_layer_vs_torch.py data "$layer"; then
       status=1
     else
-      for precision in f32 bf16; do
+      for precision in f32 bf16 f16; do
         "$BUILD/bin/moe-run" "$layer/model.moe" --inputs "$layer/x.npy" \
           --outputs "$layer/y-$precision.npy" --gpu-precision $precision \
           --warmup 2 --iterations 10 >"$layer/moe-run-$precision.txt" 2>&1 ||
