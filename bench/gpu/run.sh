@@ -69,6 +69,23 @@ if [[ ! -f /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ||
   export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu:$deps/usr/lib/x86_64-linux-gnu/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 
+# NCCL: the CUDA toolkit's where it has one, else the one PyTorch brings
+# (the nvidia-nccl wheel: nvidia/nccl/{include,lib} in site-packages).
+nvcc_root=$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")
+if [[ ! -f "$nvcc_root/include/nccl.h" && ! -f /usr/include/nccl.h ]]; then
+  nccl_root=$(python3 -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__) if nvidia.nccl.__file__ else list(nvidia.nccl.__path__)[0])' 2>/dev/null || true)
+  nccl_library=$(ls "$nccl_root"/lib/libnccl.so* 2>/dev/null | head -1 || true)
+  if [[ -n "$nccl_root" && -f "$nccl_root/include/nccl.h" && -n "$nccl_library" ]]; then
+    echo "run.sh: NCCL from $nccl_root"
+    cmake_args+=(-DNCCL_INCLUDE_DIR="$nccl_root/include"
+      -DNCCL_LIBRARY="$nccl_library")
+    export LD_LIBRARY_PATH="$nccl_root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  else
+    echo "run.sh: no NCCL in the CUDA toolkit or Python; the nccl cases" \
+      "will fail naming it" >&2
+  fi
+fi
+
 echo "== build"
 start=$(date +%s)
 if ! cmake "${cmake_args[@]}" >"$OUT/cmake.txt" 2>&1; then
