@@ -28,6 +28,22 @@ Status cublasError(const char *what, cublasStatus_t status) {
 
 } // namespace
 
+GemmStrategy
+moe::rt::cuda::resolveStrategy(GemmStrategy strategy,
+                               const std::vector<int64_t> &counts) {
+  if (strategy != GemmStrategy::Auto)
+    return strategy;
+  int64_t rows = 0, experts = 0;
+  for (int64_t count : counts)
+    if (count > 0) {
+      rows += count;
+      ++experts;
+    }
+  return experts > 0 && rows >= perExpertMinRows * experts
+             ? GemmStrategy::PerExpert
+             : GemmStrategy::Grouped;
+}
+
 ExpertGemm::~ExpertGemm() {
   if (devicePointers_)
     cudaFree(devicePointers_);
@@ -112,6 +128,17 @@ Status ExpertGemm::run(DType dtype, const void *rows,
   int groups = static_cast<int>(a.size());
   if (groups == 0)
     return Status::success();
+  auto handle = static_cast<cublasHandle_t>(handle_);
+  if (resolveStrategy(strategy_, counts) == GemmStrategy::PerExpert) {
+    for (int g = 0; g < groups; ++g)
+      if (cublasStatus_t status = cublasGemmEx(
+              handle, CUBLAS_OP_N, CUBLAS_OP_N, m[g], nn[g], kk[g], &alpha[g],
+              a[g], type, lda[g], b[g], type, ldb[g], &beta[g], c[g], type,
+              ldc[g], CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+          status != CUBLAS_STATUS_SUCCESS)
+        return cublasError("cublasGemmEx", status);
+    return Status::success();
+  }
 
   // The pointer arrays live on the device.
   size_t needed = 3 * static_cast<size_t>(groups);
@@ -135,11 +162,10 @@ Status ExpertGemm::run(DType dtype, const void *rows,
     return Status::error("expert_gemm: cannot copy the pointer arrays");
   auto arrays = reinterpret_cast<void **>(devicePointers_);
   cublasStatus_t status = cublasGemmGroupedBatchedEx(
-      static_cast<cublasHandle_t>(handle_), noTranspose.data(),
-      noTranspose.data(), m.data(), nn.data(), kk.data(), alpha.data(),
-      const_cast<const void *const *>(arrays), type, lda.data(),
-      const_cast<const void *const *>(arrays + groups), type, ldb.data(),
-      beta.data(), arrays + 2 * groups, type, ldc.data(), groups,
+      handle, noTranspose.data(), noTranspose.data(), m.data(), nn.data(),
+      kk.data(), alpha.data(), const_cast<const void *const *>(arrays), type,
+      lda.data(), const_cast<const void *const *>(arrays + groups), type,
+      ldb.data(), beta.data(), arrays + 2 * groups, type, ldc.data(), groups,
       groupSize.data(), CUBLAS_COMPUTE_32F);
   // cuBLAS reads the host arrays during the call, and a copy from pageable
   // memory has left `pointers` when cudaMemcpyAsync returns, so nothing

@@ -97,35 +97,41 @@ TEST_P(ExpertGemmGpu, MatchesFloat64Loops) {
     x16 = store16(c.dtype, x);
     w16 = store16(c.dtype, w);
   }
-  void *dx, *dw, *dy;
-  ASSERT_EQ(cudaMalloc(&dx, x.size() * bytes), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&dw, w.size() * bytes), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&dy, rows * c.n * bytes), cudaSuccess);
-  cudaMemcpy(dx, bytes == 2 ? (void *)x16.data() : (void *)x.data(),
-             x.size() * bytes, cudaMemcpyHostToDevice);
-  cudaMemcpy(dw, bytes == 2 ? (void *)w16.data() : (void *)w.data(),
-             w.size() * bytes, cudaMemcpyHostToDevice);
-  cudaMemset(dy, 0, rows * c.n * bytes);
+  // Both ways of issuing the products, on the same data.
+  std::vector<std::vector<float>> results;
+  for (GemmStrategy strategy :
+       {GemmStrategy::Grouped, GemmStrategy::PerExpert}) {
+    void *dx, *dw, *dy;
+    ASSERT_EQ(cudaMalloc(&dx, x.size() * bytes), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&dw, w.size() * bytes), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&dy, rows * c.n * bytes), cudaSuccess);
+    cudaMemcpy(dx, bytes == 2 ? (void *)x16.data() : (void *)x.data(),
+               x.size() * bytes, cudaMemcpyHostToDevice);
+    cudaMemcpy(dw, bytes == 2 ? (void *)w16.data() : (void *)w.data(),
+               w.size() * bytes, cudaMemcpyHostToDevice);
+    cudaMemset(dy, 0, rows * c.n * bytes);
 
-  ExpertGemm gemm;
-  ASSERT_TRUE(gemm.init());
-  Status status = gemm.run(c.dtype, dx, c.counts, c.k, c.n, dw, dy);
-  ASSERT_TRUE(status) << status.message;
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    ExpertGemm gemm;
+    ASSERT_TRUE(gemm.init());
+    gemm.setStrategy(strategy);
+    Status status = gemm.run(c.dtype, dx, c.counts, c.k, c.n, dw, dy);
+    ASSERT_TRUE(status) << status.message;
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 
-  std::vector<float> y(rows * c.n);
-  if (bytes == 2) {
-    std::vector<uint16_t> y16(y.size());
-    cudaMemcpy(y16.data(), dy, y.size() * 2, cudaMemcpyDeviceToHost);
-    for (size_t i = 0; i < y.size(); ++i)
-      y[i] = load16(c.dtype, y16[i]);
-  } else {
-    cudaMemcpy(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost);
+    std::vector<float> y(rows * c.n);
+    if (bytes == 2) {
+      std::vector<uint16_t> y16(y.size());
+      cudaMemcpy(y16.data(), dy, y.size() * 2, cudaMemcpyDeviceToHost);
+      for (size_t i = 0; i < y.size(); ++i)
+        y[i] = load16(c.dtype, y16[i]);
+    } else {
+      cudaMemcpy(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost);
+    }
+    cudaFree(dx);
+    cudaFree(dw);
+    cudaFree(dy);
+    results.push_back(std::move(y));
   }
-  cudaFree(dx);
-  cudaFree(dw);
-  cudaFree(dy);
-
   std::vector<double> reference(rows * c.n, 0.0);
   int64_t row = 0;
   for (int64_t e = 0; e < experts; ++e)
@@ -139,9 +145,11 @@ TEST_P(ExpertGemmGpu, MatchesFloat64Loops) {
   double scale = 1e-30;
   for (double v : reference)
     scale = std::max(scale, std::abs(v));
-  for (size_t i = 0; i < reference.size(); ++i)
-    ASSERT_LE(std::abs(y[i] - reference[i]), c.tolerance * scale)
-        << "element " << i << " (row " << i / c.n << ")";
+  for (size_t s = 0; s < results.size(); ++s)
+    for (size_t i = 0; i < reference.size(); ++i)
+      ASSERT_LE(std::abs(results[s][i] - reference[i]), c.tolerance * scale)
+          << (s == 0 ? "grouped" : "per expert") << ": element " << i
+          << " (row " << i / c.n << ")";
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Runtime/CudaExecutor.h"
+#include "moe/Runtime/CudaExpertGemm.h"
 
 #include "gtest/gtest.h"
 
@@ -226,6 +227,28 @@ TEST(CudaOverlapTest, MovesNoFurtherBackThanAboutOneLayer) {
   std::vector<bool> skipped(program.operations.size(), false);
   EXPECT_EQ(cuda::overlapPlan(program, skipped),
             (std::vector<int>{-1, -1, -1, -1, -1, 1, 3}));
+}
+
+TEST(ExpertGemmStrategyTest, LargeGroupsGetAGemmEachSmallOnesOneCall) {
+  using cuda::GemmStrategy;
+  int64_t big = cuda::perExpertMinRows;
+  // Prefill: every expert with rows has plenty.
+  EXPECT_EQ(cuda::resolveStrategy(GemmStrategy::Auto, {big, 0, big + 5, big}),
+            GemmStrategy::PerExpert);
+  // Experts without rows do not dilute the mean.
+  EXPECT_EQ(
+      cuda::resolveStrategy(GemmStrategy::Auto, {2 * big - 1, 0, 0, 0, 0, 1}),
+      GemmStrategy::PerExpert);
+  // Decode: a few rows per expert; and no rows at all.
+  EXPECT_EQ(cuda::resolveStrategy(GemmStrategy::Auto, {1, 3, 0, 2}),
+            GemmStrategy::Grouped);
+  EXPECT_EQ(cuda::resolveStrategy(GemmStrategy::Auto, {0, 0}),
+            GemmStrategy::Grouped);
+  // A strategy asked for is kept.
+  EXPECT_EQ(cuda::resolveStrategy(GemmStrategy::Grouped, {big, big}),
+            GemmStrategy::Grouped);
+  EXPECT_EQ(cuda::resolveStrategy(GemmStrategy::PerExpert, {1}),
+            GemmStrategy::PerExpert);
 }
 
 TEST(CudaSupportTest, LaunchesMakeACudaProgram) {

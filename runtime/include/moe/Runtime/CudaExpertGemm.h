@@ -6,7 +6,8 @@
 // (as the permute kernel writes them), each group times its expert's
 // weight, in one cuBLAS grouped-batched call (cublasGemmGroupedBatchedEx:
 // one group per expert with rows, so the experts' different row counts
-// need no padding). f32, fp16 or bf16 storage, f32 accumulation.
+// need no padding), or one cuBLAS GEMM per expert where the groups are
+// large (GemmStrategy). f32, fp16 or bf16 storage, f32 accumulation.
 //
 // The header needs no CUDA: the handle and stream travel as `void *`.
 //
@@ -22,6 +23,28 @@
 #include <vector>
 
 namespace moe::rt::cuda {
+
+/// How ExpertGemm issues the experts' products.
+enum class GemmStrategy {
+  /// PerExpert where the experts with rows have perExpertMinRows or more
+  /// on average (prefill: each product is a large GEMM, and cuBLAS picks
+  /// its best kernel for each), else Grouped (decode: one launch for all).
+  Auto,
+  /// One cublasGemmGroupedBatchedEx call.
+  Grouped,
+  /// One cublasGemmEx call per expert with rows.
+  PerExpert,
+};
+
+/// The mean rows per expert from which GemmStrategy::Auto calls cuBLAS once
+/// per expert. Provisional: bench/gpu/expert_gemm_bench.cpp times both
+/// strategies side by side to set it.
+constexpr int64_t perExpertMinRows = 128;
+
+/// The strategy Auto takes for `counts` (Grouped and PerExpert are taken
+/// as they are).
+GemmStrategy resolveStrategy(GemmStrategy strategy,
+                             const std::vector<int64_t> &counts);
 
 /// What a grouped GEMM keeps between calls: the cuBLAS handle and the
 /// device arrays of per-group pointers. One per stream; not thread-safe.
@@ -43,7 +66,11 @@ public:
   Status run(DType dtype, const void *rows, const std::vector<int64_t> &counts,
              int64_t k, int64_t n, const void *weights, void *out);
 
+  /// How run() issues the products (Auto unless set).
+  void setStrategy(GemmStrategy strategy) { strategy_ = strategy; }
+
 private:
+  GemmStrategy strategy_ = GemmStrategy::Auto;
   void *handle_ = nullptr;
   void *stream_ = nullptr;
   void **devicePointers_ = nullptr;
