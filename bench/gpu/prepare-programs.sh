@@ -74,6 +74,18 @@ while read -r model dim_params int_high; do
   prepare ep2 "$model" "$even" "$int_high" "--ranks 2" --plan "ep=2" \
     --ranks 2 --cuda-chip none
 done <test/e2e/models.txt
+# rerun VARIANT GLOB FLAGS: cases that run the programs GLOB matches (named
+# in program-dir, not copied) with their own run flags and FLAGS.
+rerun() {
+  local variant=$1 glob=$2 flags=$3 program case_dir
+  for program in $glob; do
+    case_dir=".gpu-programs/$variant/$(basename "$program")"
+    mkdir -p "$case_dir"
+    echo "$program" >"$case_dir/program-dir"
+    echo "$(<"$program/run-flags") $flags" >"$case_dir/run-flags"
+    count=$((count + 1))
+  done
+}
 # The one-GPU programs again with bf16 feed-forward GEMMs (moe-run
 # --gpu-precision bf16). Tolerance: bf16 keeps 8 significant bits, so each
 # rounding (input rows, weights, the gate / up products, the down output)
@@ -85,45 +97,21 @@ done <test/e2e/models.txt
 # A token whose next-layer router sees two experts within that error of
 # each other may route differently in bf16; that would show as a failure
 # of the model here, named in gpu-e2e.json.
-# The Hugging Face exports (attention between MoE layers) once more with
-# CUDA graphs (moe-run --cuda-graphs), against the same references.
-for program in .gpu-programs/one-gpu/*batched_mm*-cuda; do
-  mkdir -p ".gpu-programs/graphs/$(basename "$program")"
-  echo "$program" >".gpu-programs/graphs/$(basename "$program")/program-dir"
-  echo "--cuda-graphs" >".gpu-programs/graphs/$(basename "$program")/run-flags"
-  count=$((count + 1))
-done
-for program in .gpu-programs/one-gpu/*-cuda; do
-  mkdir -p ".gpu-programs/bf16/$(basename "$program")"
-  echo "$program" >".gpu-programs/bf16/$(basename "$program")/program-dir"
-  echo "--gpu-precision bf16 --rtol 5e-2 --atol 5e-2" \
-    >".gpu-programs/bf16/$(basename "$program")/run-flags"
-  count=$((count + 1))
-done
+rerun bf16 ".gpu-programs/one-gpu/*-cuda" \
+  "--gpu-precision bf16 --rtol 5e-2 --atol 5e-2"
 # And with f16 feed-forward GEMMs (--gpu-precision f16): 11 significant
 # bits, each rounding within 2^-12 relative, so 1e-2 keeps the same margin
 # over the accumulated error as bf16's 5e-2; the small models' activations
 # stay far below f16's limit of 65504.
-for program in .gpu-programs/one-gpu/*-cuda; do
-  mkdir -p ".gpu-programs/f16/$(basename "$program")"
-  echo "$program" >".gpu-programs/f16/$(basename "$program")/program-dir"
-  echo "--gpu-precision f16 --rtol 1e-2 --atol 1e-2" \
-    >".gpu-programs/f16/$(basename "$program")/run-flags"
-  count=$((count + 1))
-done
-# The expert-parallel programs of the Hugging Face exports (ep2, nccl1)
-# once more with the shared experts and gates overlapped with the exchanges
-# (moe-run --overlap), against the same references: variants overlap-ep2
-# and overlap-nccl1.
-for base in ep2 nccl1; do
-  for program in ".gpu-programs/$base"/*batched_mm*-cuda; do
-    case_dir=".gpu-programs/overlap-$base/$(basename "$program")"
-    mkdir -p "$case_dir"
-    echo "$program" >"$case_dir/program-dir"
-    echo "$(<"$program/run-flags") --overlap" >"$case_dir/run-flags"
-    count=$((count + 1))
-  done
-done
+rerun f16 ".gpu-programs/one-gpu/*-cuda" \
+  "--gpu-precision f16 --rtol 1e-2 --atol 1e-2"
+# The Hugging Face exports (attention between MoE layers) once more with
+# CUDA graphs (moe-run --cuda-graphs), against the same references.
+rerun graphs ".gpu-programs/one-gpu/*batched_mm*-cuda" "--cuda-graphs"
+# Their expert-parallel programs (ep2, nccl1) once more with the shared
+# experts and gates overlapped with the exchanges (moe-run --overlap).
+rerun overlap-ep2 ".gpu-programs/ep2/*batched_mm*-cuda" "--overlap"
+rerun overlap-nccl1 ".gpu-programs/nccl1/*batched_mm*-cuda" "--overlap"
 # Capacity mode (test/e2e/capacity_mode.py): 3 models x {1, ep=2, ep=2 x
 # tp=2} ranks x {nothing dropped, half dropped}, against onnxruntime or the
 # numpy reference of the drop policy.
