@@ -22,6 +22,9 @@
 #             even), both on the one GPU: NCCL refuses two ranks per
 #             device, so moe-run stages the collectives through the host
 #             (--gpu-transport auto picks staged); PTX only, as nccl1
+#   pp2-mb2   the Hugging Face exports (but DeepSeek-V3's, of one MoE
+#             layer) in two pipeline stages with two micro-batches, both
+#             ranks on the one GPU (staged); PTX only
 #   overlap-ep2, overlap-nccl1
 #             those programs of the Hugging Face exports (named, not
 #             copied) with --overlap
@@ -73,6 +76,13 @@ while read -r model dim_params int_high; do
   even=$(sed -E 's/tokens=7/tokens=8/; s/seq=5/seq=4/' <<<"$dim_params")
   prepare ep2 "$model" "$even" "$int_high" "--ranks 2" --plan "ep=2" \
     --ranks 2 --cuda-chip none
+  # Two pipeline stages, each step in two micro-batches (a batch of 2 cut in
+  # two): the Hugging Face exports of two MoE layers or more (DeepSeek-V3's
+  # has one).
+  if [[ "$model" == *batched_mm* && "$model" != *deepseek* ]]; then
+    prepare pp2-mb2 "$model" "$dim_params" "$int_high" "--ranks 2" \
+      --plan "pp=2 microbatches=2" --ranks 2 --cuda-chip none
+  fi
 done <test/e2e/models.txt
 # rerun VARIANT GLOB FLAGS: cases that run the programs GLOB matches (named
 # in program-dir, not copied) with their own run flags and FLAGS.

@@ -8,7 +8,8 @@
 #                        and run on the GPU five ways (one GPU, f32, bf16
 #                        and f16; a one-device grid through NCCL; ep=2 on
 #                        two ranks sharing the GPU, staged), the last two
-#                        also with --overlap, and the
+#                        also with --overlap, two pipeline stages with
+#                        micro-batches, and the
 #                        capacity mode cases, against onnxruntime's outputs
 #                        (rtol 1e-4, atol 1e-5; bf16 5e-2, f16 1e-2), with
 #                        the median latency of 5 runs (MOE_GPU_JOBS cases
@@ -147,7 +148,7 @@ run_case() {
 }
 
 if wants models; then
-  echo "== models of the import test set on the GPU (one-gpu, bf16, f16, graphs, nccl1, ep2, overlap, capacity)"
+  echo "== models of the import test set on the GPU (one-gpu, bf16, f16, graphs, nccl1, ep2, pp2-mb2, overlap, capacity)"
   if compgen -G ".gpu-programs/*/*/run-flags" >/dev/null; then
     # Several cases at once (MOE_GPU_JOBS, default 4): most of a case's
     # time is process start, CUDA context and JIT, not GPU work, and the

@@ -268,11 +268,6 @@ std::vector<bool> staticValues(const Program &program) {
 } // namespace
 
 Status checkCudaSupport(const Program &program) {
-  if (program.microbatches > 1)
-    return Status::error("programs with micro-batches (" +
-                         std::to_string(program.microbatches) +
-                         ") do not run on the CUDA backend yet; plan without "
-                         "pipeline micro-batches");
   std::vector<ValueType> types = valueTypes(program);
   std::vector<bool> isStatic = staticValues(program);
   for (const Operation &op : program.operations) {

@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <sys/stat.h>
@@ -265,12 +266,16 @@ Tensor randomInput(const Program &program, const InputDecl &input,
 
 /// Runs one step of the program: once, or once per micro-batch on its slice
 /// of the inputs with the outputs joined (every rank in the same order, so
-/// the pipeline stages overlap across micro-batches).
+/// the pipeline stages overlap across micro-batches). The same for the CPU
+/// and the CUDA executor: `run` runs the program once.
 class StepRunner {
 public:
-  StepRunner(Executor &executor, const std::vector<Tensor> &inputs)
-      : executor_(executor), inputs_(inputs) {
-    const Program &program = executor.program();
+  using RunFn = std::function<Status(const std::vector<Tensor> &inputs,
+                                     std::vector<const Tensor *> &outputs,
+                                     std::vector<OpTiming> *timings)>;
+  StepRunner(const Program &program, RunFn run,
+             const std::vector<Tensor> &inputs)
+      : program_(program), run_(std::move(run)), inputs_(inputs) {
     int64_t count = program.microbatches;
     if (count == 1)
       return;
@@ -292,15 +297,15 @@ public:
   Status run(std::vector<const Tensor *> &outputs,
              std::vector<OpTiming> *timings = nullptr) {
     if (slices_.empty())
-      return executor_.run(inputs_, outputs, timings);
+      return run_(inputs_, outputs, timings);
     std::vector<const Tensor *> parts;
     for (size_t m = 0; m < slices_.size(); ++m) {
-      if (Status status = executor_.run(slices_[m], parts, timings); !status)
+      if (Status status = run_(slices_[m], parts, timings); !status)
         return status;
       if (whole_.empty())
         for (const Tensor *part : parts)
           whole_.emplace_back(part->dtype(),
-                              stepShape(executor_.program(), part->shape()));
+                              stepShape(program_, part->shape()));
       for (size_t i = 0; i < parts.size(); ++i)
         std::memcpy(static_cast<char *>(whole_[i].data()) +
                         m * parts[i]->sizeInBytes(),
@@ -313,7 +318,8 @@ public:
   }
 
 private:
-  Executor &executor_;
+  const Program &program_;
+  RunFn run_;
   const std::vector<Tensor> &inputs_;
   std::vector<std::vector<Tensor>> slices_;
   std::vector<Tensor> whole_;
@@ -591,7 +597,15 @@ public:
                                        options.threads, cpu_, communicator);
       if (!status)
         return status;
-      steps_ = std::make_unique<StepRunner>(*cpu_, inputs);
+      Executor *cpu = cpu_.get();
+      steps_ = std::make_unique<StepRunner>(
+          cpu->program(),
+          [cpu](const std::vector<Tensor> &stepInputs,
+                std::vector<const Tensor *> &outputs,
+                std::vector<OpTiming> *timings) {
+            return cpu->run(stepInputs, outputs, timings);
+          },
+          inputs);
       if (communicator)
         transport_ = communicator->transport();
       else if (!program.grids.empty())
@@ -599,7 +613,6 @@ public:
       return Status::success();
     }
 #ifdef MOE_RUN_WITH_CUDA
-    inputs_ = &inputs;
     if (!options.trace.empty() || !options.expertLoad.empty())
       return Status::error("--trace and --expert-load are not supported for "
                            "programs compiled with --target cuda yet");
@@ -670,9 +683,27 @@ public:
       }
       transport_ = deviceWorld_->transport();
     }
-    return cuda::CudaExecutor::create(program, directoryOf(options.program),
-                                      device_, gpu_, deviceWorld_.get(),
-                                      gpuOptions);
+    if (Status status = cuda::CudaExecutor::create(
+            program, directoryOf(options.program), device_, gpu_,
+            deviceWorld_.get(), gpuOptions);
+        !status)
+      return status;
+    cuda::CudaExecutor *gpu = gpu_.get();
+    std::vector<Tensor> *owned = &gpuOutputs_;
+    steps_ = std::make_unique<StepRunner>(
+        gpu->program(),
+        [gpu, owned](const std::vector<Tensor> &stepInputs,
+                     std::vector<const Tensor *> &outputs,
+                     std::vector<OpTiming> *) {
+          if (Status status = gpu->run(stepInputs, *owned); !status)
+            return status;
+          outputs.clear();
+          for (const Tensor &output : *owned)
+            outputs.push_back(&output);
+          return Status::success();
+        },
+        inputs);
+    return Status::success();
 #else
     (void)inputs;
     return Status::error(
@@ -686,16 +717,9 @@ public:
   /// One step (all micro-batches) on the inputs given to load().
   Status run(std::vector<const Tensor *> &outputs,
              std::vector<OpTiming> *timings = nullptr) {
-    if (steps_)
-      return steps_->run(outputs, timings);
-#ifdef MOE_RUN_WITH_CUDA
-    if (Status status = gpu_->run(*inputs_, gpuOutputs_); !status)
-      return status;
-    outputs.clear();
-    for (const Tensor &output : gpuOutputs_)
-      outputs.push_back(&output);
-#endif
-    return Status::success();
+    if (!steps_)
+      return Status::error("the program is not loaded");
+    return steps_->run(outputs, timings);
   }
 
   /// Fails the job's device communicator too, so that ranks waiting in
@@ -758,7 +782,6 @@ private:
   std::unique_ptr<StepRunner> steps_;
   std::string transport_ = "none";
 #ifdef MOE_RUN_WITH_CUDA
-  const std::vector<Tensor> *inputs_ = nullptr;
   int device_ = 0;
   /// ", bf16 feed-forward GEMMs" in the report, or nothing for f32.
   std::string precisionNote_;

@@ -217,17 +217,8 @@ LogicalResult planModule(ModuleOp module) {
     // partitioner names what it cannot apply.
     moe::plan::PlanConstraints &pinned = options.pinned;
     pinned.extraExpertSlots = pinned.extraExpertSlots.value_or(0);
-    if (target == Target::CUDA) {
-      // The CUDA executor runs one micro-batch per step.
-      if (pinned.microbatches.value_or(1) != 1)
-        return report(llvm::createStringError(
-            "--target cuda runs one micro-batch per step; drop microbatches "
-            "from --plan"));
-      pinned.microbatches = 1;
-    }
     llvm::errs() << "moe-compile: searching the plans the partitioner "
-                    "applies: pipeline stages"
-                 << (target == Target::CUDA ? "" : " and micro-batches")
+                    "applies: pipeline stages and micro-batches"
                  << " x data-parallel replicas x ep x tp inside the MoE "
                     "layers (no replicated experts unless extra_slots is "
                     "pinned)\n";
