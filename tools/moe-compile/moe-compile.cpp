@@ -388,6 +388,18 @@ int main(int argc, char **argv) {
   registerAsmPrinterCLOptions();
   registerMLIRContextCLOptions();
   registerPassManagerCLOptions();
+  // --help lists moe-compile's own options and the MLIR debugging flags
+  // worth knowing, not the hundreds of LLVM backend options linked in
+  // (they are still accepted).
+  llvm::cl::HideUnrelatedOptions(category);
+  for (const char *name :
+       {"mlir-print-ir-after-all", "mlir-print-ir-before-all",
+        "mlir-print-ir-after-failure", "mlir-print-debuginfo",
+        "mlir-elide-elementsattrs-if-larger", "mlir-timing",
+        "mlir-pass-statistics", "mlir-disable-threading"})
+    if (llvm::cl::Option *option =
+            llvm::cl::getRegisteredOptions().lookup(name))
+      option->setHiddenFlag(llvm::cl::NotHidden);
   llvm::cl::ParseCommandLineOptions(
       argc, argv,
       "moe-compile: compile an ONNX Mixture-of-Experts model for moe-run\n\n"
