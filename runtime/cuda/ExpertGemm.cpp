@@ -14,6 +14,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <string>
 
 using namespace moe::rt;
@@ -129,7 +130,17 @@ Status ExpertGemm::run(DType dtype, const void *rows,
   if (groups == 0)
     return Status::success();
   auto handle = static_cast<cublasHandle_t>(handle_);
-  if (resolveStrategy(strategy_, counts) == GemmStrategy::PerExpert) {
+  // The grouped kernels are picked for all groups at once, assuming 16-byte
+  // aligned matrices; an expert starting at an odd row of a narrow matrix
+  // breaks that, and one GEMM per expert lets cuBLAS pick for each.
+  auto aligned = [](const void *pointer) {
+    return reinterpret_cast<uintptr_t>(pointer) % 16 == 0;
+  };
+  bool allAligned = true;
+  for (int g = 0; g < groups; ++g)
+    allAligned = allAligned && aligned(a[g]) && aligned(b[g]) && aligned(c[g]);
+  if (!allAligned ||
+      resolveStrategy(strategy_, counts) == GemmStrategy::PerExpert) {
     for (int g = 0; g < groups; ++g)
       if (cublasStatus_t status = cublasGemmEx(
               handle, CUBLAS_OP_N, CUBLAS_OP_N, m[g], nn[g], kk[g], &alpha[g],

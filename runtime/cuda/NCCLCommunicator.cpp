@@ -166,29 +166,42 @@ protected:
 
   Status doExchangeCounts(const Step &step, const int64_t *sendCounts,
                           int64_t *recvCounts) override {
-    // Counts live on the host; they travel through device scratch as one
-    // int64 to and from every peer.
-    size_t bytes = static_cast<size_t>(size()) * sizeof(int64_t);
+    // Counts live on the host; they travel through device scratch as two
+    // int64 to and from every peer: the count, and whether all of the
+    // sender's counts are equal (uniformExchange).
+    int ranks = size();
+    std::vector<int64_t> pairs(2 * ranks), received(2 * ranks);
+    bool equal = true;
+    for (int peer = 0; peer < ranks; ++peer) {
+      pairs[2 * peer] = sendCounts[peer];
+      equal = equal && sendCounts[peer] == sendCounts[0];
+    }
+    for (int peer = 0; peer < ranks; ++peer)
+      pairs[2 * peer + 1] = equal ? 1 : 0;
+    size_t bytes = pairs.size() * sizeof(int64_t);
     if (Status status = ensureScratch(step, 2 * bytes); !status)
       return status;
     int64_t *out = static_cast<int64_t *>(scratch_);
-    int64_t *in = out + size();
-    if (cudaMemcpyAsync(out, sendCounts, bytes, cudaMemcpyHostToDevice,
+    int64_t *in = out + pairs.size();
+    if (cudaMemcpyAsync(out, pairs.data(), bytes, cudaMemcpyHostToDevice,
                         stream_) != cudaSuccess)
       return fail(step, "cannot copy the counts to the device");
     Status status = launch(step, [&] {
       ncclGroupStart();
-      for (int peer = 0; peer < size(); ++peer) {
-        ncclSend(out + peer, 1, ncclInt64, peer, comm_, stream_);
-        ncclRecv(in + peer, 1, ncclInt64, peer, comm_, stream_);
+      for (int peer = 0; peer < ranks; ++peer) {
+        ncclSend(out + 2 * peer, 2, ncclInt64, peer, comm_, stream_);
+        ncclRecv(in + 2 * peer, 2, ncclInt64, peer, comm_, stream_);
       }
       return ncclGroupEnd();
     });
     if (!status)
       return status;
-    if (cudaMemcpy(recvCounts, in, bytes, cudaMemcpyDeviceToHost) !=
+    if (cudaMemcpy(received.data(), in, bytes, cudaMemcpyDeviceToHost) !=
         cudaSuccess)
       return fail(step, "cannot copy the received counts to the host");
+    for (int peer = 0; peer < ranks; ++peer)
+      recvCounts[peer] = received[2 * peer];
+    uniform_ = uniformExchange(received);
     return Status::success();
   }
 
@@ -197,18 +210,20 @@ protected:
                      const int64_t *recvCounts, size_t rowBytes) override {
     const char *from = static_cast<const char *>(send);
     char *to = static_cast<char *>(recv);
+    // What the exchange of these counts found, for this exchange only.
+    bool uniform = uniform_;
+    uniform_ = false;
 #if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE >= NCCL_VERSION(2, 28, 0)
-    // Even counts (capacity mode, equal splits): NCCL's own all-to-all.
-    bool even = true;
-    for (int peer = 0; peer < size(); ++peer)
-      even = even && sendCounts[peer] == sendCounts[0] &&
-             recvCounts[peer] == sendCounts[0];
-    if (even && sendCounts[0] > 0)
+    // Every rank sends the same count to every rank (capacity mode, equal
+    // splits), and every rank knows it: NCCL's own all-to-all.
+    if (uniform && sendCounts[0] > 0)
       return launch(step, [&] {
         return ncclAlltoAll(send, recv,
                             static_cast<size_t>(sendCounts[0]) * rowBytes,
                             ncclUint8, comm_, stream_);
       });
+#else
+    (void)uniform;
 #endif
     return launch(step, [&] {
       ncclGroupStart();
@@ -370,6 +385,9 @@ private:
   void *scratch_ = nullptr;
   size_t scratchBytes_ = 0;
   int worldRank_ = 0;
+  /// Whether the last exchange of counts found every rank sending one
+  /// count to all (uniformExchange), for the all-to-all that follows it.
+  bool uniform_ = false;
 };
 
 } // namespace

@@ -6,6 +6,7 @@
 
 #include "moe/Runtime/CudaExecutor.h"
 #include "moe/Runtime/CudaExpertGemm.h"
+#include "moe/Runtime/NCCLCommunicator.h"
 
 #include "gtest/gtest.h"
 
@@ -250,6 +251,19 @@ TEST(ExpertGemmStrategyTest, LargeGroupsGetAGemmEachSmallOnesOneCall) {
             GemmStrategy::Grouped);
   EXPECT_EQ(cuda::resolveStrategy(GemmStrategy::PerExpert, {1}),
             GemmStrategy::PerExpert);
+}
+
+TEST(NCCLExchangeTest, NcclAlltoAllOnlyWhenEveryRankKnowsAllCountsAreEqual) {
+  // (count, sender's counts all equal) from ranks 0, 1, 2.
+  EXPECT_TRUE(moe::rt::uniformExchange({4, 1, 4, 1, 4, 1}));
+  // This rank's counts from its peers are equal, but rank 1 sends another
+  // count elsewhere: rank 1 would post sends and receives, so nobody may
+  // call ncclAlltoAll.
+  EXPECT_FALSE(moe::rt::uniformExchange({4, 1, 4, 0, 4, 1}));
+  // Every rank sends one count to all, but not the same one.
+  EXPECT_FALSE(moe::rt::uniformExchange({4, 1, 5, 1, 4, 1}));
+  EXPECT_FALSE(moe::rt::uniformExchange({}));
+  EXPECT_TRUE(moe::rt::uniformExchange({0, 1}));
 }
 
 TEST(CudaSupportTest, LaunchesMakeACudaProgram) {

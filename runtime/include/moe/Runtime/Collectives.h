@@ -160,9 +160,11 @@ public:
   /// has room for `recvCapacityRows` rows; receiving more is an error that
   /// fails the job.
   /// NCCL: an exchange of the counts, then grouped ncclSend / ncclRecv per
-  /// peer, or ncclAlltoAll when every count is the same (NCCL 2.28 and
-  /// later). MPI: MPI_Alltoall of the counts, then MPI_Alltoallv.
-  /// In place: never; `send` and `recv` must not overlap.
+  /// peer, or ncclAlltoAll when every rank sends the same count to every
+  /// rank (NCCL 2.28 and later; the ranks agree on it through the exchange
+  /// of the counts, uniformExchange in NCCLCommunicator.h). MPI: MPI_Alltoall
+  /// of the counts, then MPI_Alltoallv. In place: never; `send` and `recv` must
+  /// not overlap.
   Status raggedAllToAll(const void *send, const int64_t *sendCounts, void *recv,
                         int64_t recvCapacityRows, int64_t *recvCounts,
                         size_t rowBytes);

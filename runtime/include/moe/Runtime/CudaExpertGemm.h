@@ -30,7 +30,8 @@ enum class GemmStrategy {
   /// on average (prefill: each product is a large GEMM, and cuBLAS picks
   /// its best kernel for each), else Grouped (decode: one launch for all).
   Auto,
-  /// One cublasGemmGroupedBatchedEx call.
+  /// One cublasGemmGroupedBatchedEx call (one GEMM per expert all the same
+  /// when a matrix of some expert is not 16-byte aligned).
   Grouped,
   /// One cublasGemmEx call per expert with rows.
   PerExpert,

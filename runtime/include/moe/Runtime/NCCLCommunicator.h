@@ -27,9 +27,27 @@
 
 #include "moe/Runtime/Collectives.h"
 
+#include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace moe::rt {
+
+/// Whether a ragged all-to-all may go through ncclAlltoAll: only when every
+/// rank sends the same count to every rank, which each rank must decide
+/// alike (one rank in ncclAlltoAll while another posts sends and receives
+/// hangs both). So the exchange of the counts carries, beside each count,
+/// whether its sender's counts are all equal; `received` holds the
+/// (count, flag) pairs from every rank. Every rank receives every flag and,
+/// when all are set, every rank's common count, so all decide the same.
+inline bool uniformExchange(const std::vector<int64_t> &received) {
+  if (received.size() < 2)
+    return false;
+  for (size_t p = 0; p + 1 < received.size(); p += 2)
+    if (received[p + 1] != 1 || received[p] != received[0])
+      return false;
+  return true;
+}
 
 /// Collective over `bootstrap`: every rank of it creates its NCCL
 /// communicator on CUDA device `device` (each rank its own GPU; NCCL
