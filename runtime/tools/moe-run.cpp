@@ -976,6 +976,28 @@ int main(int argc, char **argv) {
                  status.message.c_str());
     return 1;
   }
+  // A GPU flag on a CPU program would change nothing; a run that silently
+  // ignored --gpu-precision bf16 would report f32 figures as bf16 ones.
+  if (!cuda::isCudaProgram(program)) {
+    std::string gpuFlags;
+    int count = 0;
+    auto note = [&](bool set, const char *flag) {
+      if (set)
+        gpuFlags += std::string(count++ ? ", " : "") + flag;
+    };
+    note(options.gpuTransport != "auto", "--gpu-transport");
+    note(options.gpuPrecision != "f32", "--gpu-precision");
+    note(options.cudaGraphs, "--cuda-graphs");
+    note(options.overlap, "--overlap");
+    if (!gpuFlags.empty()) {
+      std::fprintf(stderr,
+                   "moe-run: %s %s to programs compiled with moe-compile "
+                   "--target cuda, but %s was compiled for the CPU\n",
+                   gpuFlags.c_str(), count > 1 ? "apply" : "applies",
+                   options.program.c_str());
+      return 2;
+    }
+  }
   options.inputs = expandTestDataSets(options.inputs, "input");
   options.compare = expandTestDataSets(options.compare, "output");
   auto checkCount = [&](const std::vector<std::string> &files, size_t want,

@@ -125,6 +125,10 @@ def main():
         ("bad flag value", [program, "--iterations", "many"],
          "needs a non-negative integer"),
         ("unknown flag", [program, "--fast"], "unknown option"),
+        ("GPU flag on a CPU program", [program, "--gpu-precision", "bf16",
+                                       "--overlap"],
+         "--gpu-precision, --overlap apply to programs compiled with "
+         "moe-compile --target cuda"),
         ("overflowing shape", [overflowing], "is too large"),
         ("slice offset overflow", [slice_overflow], "slice exceeds"),
         ("buffers larger than memory", [huge_buffers], "more than this"),
