@@ -16,7 +16,7 @@
 #   f16       the same with f16 feed-forward GEMMs (--gpu-precision f16,
 #             --rtol / --atol 1e-2)
 #   graphs    the one-gpu programs of the Hugging Face exports with CUDA
-#             graphs (--cuda-graphs)
+#             graphs (--cuda-graphs); graphs-bf16 the same in bf16
 #   capacity  capacity mode (test/e2e/capacity_mode.py), 1 to 4 ranks
 #   ep2       partitioned for 2 ranks (--plan ep=2; token counts rounded to
 #             even), both on the one GPU: NCCL refuses two ranks per
@@ -118,6 +118,9 @@ rerun f16 ".gpu-programs/one-gpu/*-cuda" \
 # The Hugging Face exports (attention between MoE layers) once more with
 # CUDA graphs (moe-run --cuda-graphs), against the same references.
 rerun graphs ".gpu-programs/one-gpu/*batched_mm*-cuda" "--cuda-graphs"
+# And in bf16 (the shared experts' dense FFNs are captured too).
+rerun graphs-bf16 ".gpu-programs/one-gpu/*batched_mm*-cuda" \
+  "--cuda-graphs --gpu-precision bf16 --rtol 5e-2 --atol 5e-2"
 # Their expert-parallel programs (ep2, nccl1) once more with the shared
 # experts and gates overlapped with the exchanges (moe-run --overlap).
 rerun overlap-ep2 ".gpu-programs/ep2/*batched_mm*-cuda" "--overlap"

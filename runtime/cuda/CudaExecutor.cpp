@@ -936,9 +936,9 @@ void CudaExecutor::State::planSegments() {
   segments.clear();
   if (!options.graphs)
     return;
-  std::vector<bool> uncapturable = lowPrecision;
+  std::vector<bool> uncapturable(movedTo.size());
   for (size_t i = 0; i < movedTo.size(); ++i)
-    uncapturable[i] = uncapturable[i] || movedTo[i] >= 0;
+    uncapturable[i] = movedTo[i] >= 0;
   for (auto [first, last] :
        graphStretches(program, skippedOperations(), uncapturable))
     segments.push_back({first, last});
@@ -1588,18 +1588,20 @@ Status CudaExecutor::State::runFeedForward(size_t index) {
 
   const float one = 1.0f, zero = 0.0f;
   // out[rows, n] = in[rows, k] @ w[k, n] (row-major, so cuBLAS computes
-  // the column-major out^T = w^T in^T), or per expert group; a 16-bit
-  // dense FFN is one group.
-  std::vector<int64_t> allRows{rows};
+  // the column-major out^T = w^T in^T), or per expert group.
+  cudaDataType_t type = compute == DType::BF16  ? CUDA_R_16BF
+                        : compute == DType::F16 ? CUDA_R_16F
+                                                : CUDA_R_32F;
   auto product = [&](const void *in, const void *w, void *result, int64_t k,
                      int64_t n) -> Status {
-    if (expert || compute != DType::F32)
-      return expertGemm->run(compute, in, expert ? *groups : allRows, k, n, w,
-                             result);
-    if (cublasStatus_t status = cublasSgemm(
-            blas, CUBLAS_OP_N, CUBLAS_OP_N, n, rows, k, &one,
-            static_cast<const float *>(w), n, static_cast<const float *>(in), k,
-            &zero, static_cast<float *>(result), n);
+    if (expert)
+      return expertGemm->run(compute, in, *groups, k, n, w, result);
+    // A dense FFN is one GEMM, which needs no pointer arrays (so it can be
+    // captured in a CUDA graph at any precision).
+    if (cublasStatus_t status =
+            cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, n, rows, k, &one, w,
+                         type, n, in, type, k, &zero, result, type, n,
+                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
         status != CUBLAS_STATUS_SUCCESS)
       return Status::error(std::string("cuBLAS: ") +
                            cublasGetStatusString(status));

@@ -71,11 +71,10 @@ int deviceCount();
 
 /// The stretches [first, last] of `program`'s operations that CUDA graphs
 /// replay (CudaOptions::graphs): runs of two or more operations that need
-/// no host (launches, f32 matmuls and dense FFNs, reshapes of non-index
+/// no host (launches, f32 matmuls, dense FFNs, reshapes of non-index
 /// values), over operations `skipped` (static, or another pipeline
 /// stage's). `uncapturable` marks operations of those kinds that end a
-/// stretch all the same: 16-bit FFNs (their GEMMs' pointer arrays come from
-/// pageable memory) and operations that overlapPlan moves. Needs no GPU.
+/// stretch all the same (those overlapPlan moves). Needs no GPU.
 std::vector<std::pair<size_t, size_t>>
 graphStretches(const Program &program, const std::vector<bool> &skipped,
                const std::vector<bool> &uncapturable);
