@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -170,14 +171,14 @@ protected:
     // int64 to and from every peer: the count, and whether all of the
     // sender's counts are equal (uniformExchange).
     int ranks = size();
+    bool equal =
+        std::all_of(sendCounts, sendCounts + ranks,
+                    [&](int64_t count) { return count == sendCounts[0]; });
     std::vector<int64_t> pairs(2 * ranks), received(2 * ranks);
-    bool equal = true;
     for (int peer = 0; peer < ranks; ++peer) {
       pairs[2 * peer] = sendCounts[peer];
-      equal = equal && sendCounts[peer] == sendCounts[0];
-    }
-    for (int peer = 0; peer < ranks; ++peer)
       pairs[2 * peer + 1] = equal ? 1 : 0;
+    }
     size_t bytes = pairs.size() * sizeof(int64_t);
     if (Status status = ensureScratch(step, 2 * bytes); !status)
       return status;

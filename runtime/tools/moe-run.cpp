@@ -129,7 +129,7 @@ struct Options {
   int ranks = 0; ///< 0: as many as the program is partitioned for
   std::string trace, expertLoad;
   std::string gpuTransport = "auto";
-  std::string gpuPrecision = "f32";
+  DType gpuPrecision = DType::F32;
   bool cudaGraphs = false;
   bool overlap = false;
 };
@@ -163,9 +163,10 @@ int parseArgs(int argc, char **argv, Options &options) {
     } else if (arg == "--gpu-precision") {
       if (!value(text))
         return 2;
-      options.gpuPrecision = text;
-      if (options.gpuPrecision != "f32" && options.gpuPrecision != "bf16" &&
-          options.gpuPrecision != "f16") {
+      if (!parseDType(text, options.gpuPrecision) ||
+          (options.gpuPrecision != DType::F32 &&
+           options.gpuPrecision != DType::BF16 &&
+           options.gpuPrecision != DType::F16)) {
         std::fprintf(stderr,
                      "moe-run: --gpu-precision must be f32, bf16 or f16, got "
                      "'%s'\n",
@@ -626,13 +627,12 @@ public:
       local = launch.localRank;
     device_ = devices > 0 ? local % devices : 0;
     cuda::CudaOptions gpuOptions;
-    gpuOptions.feedForwardType = options.gpuPrecision == "bf16"  ? DType::BF16
-                                 : options.gpuPrecision == "f16" ? DType::F16
-                                                                 : DType::F32;
+    gpuOptions.feedForwardType = options.gpuPrecision;
     gpuOptions.graphs = options.cudaGraphs;
     gpuOptions.overlap = options.overlap;
-    if (options.gpuPrecision != "f32")
-      precisionNote_ = ", " + options.gpuPrecision + " feed-forward GEMMs";
+    if (options.gpuPrecision != DType::F32)
+      precisionNote_ = std::string(", ") + dtypeName(options.gpuPrecision) +
+                       " feed-forward GEMMs";
     if (devices == 0) // The executor says why it needs a GPU.
       return cuda::CudaExecutor::create(program, directoryOf(options.program),
                                         device_, gpu_, nullptr, gpuOptions);
@@ -986,7 +986,7 @@ int main(int argc, char **argv) {
         gpuFlags += std::string(count++ ? ", " : "") + flag;
     };
     note(options.gpuTransport != "auto", "--gpu-transport");
-    note(options.gpuPrecision != "f32", "--gpu-precision");
+    note(options.gpuPrecision != DType::F32, "--gpu-precision");
     note(options.cudaGraphs, "--cuda-graphs");
     note(options.overlap, "--overlap");
     if (!gpuFlags.empty()) {
